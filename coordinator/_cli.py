@@ -1,0 +1,185 @@
+"""Coordinator commands: ``accord query`` and ``accord status``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import tomlconf
+from coordinator._client import Coordinator
+from coordinator._errors import CoordinatorError, NoNodeAnswered, SpecError, TlsSetupError
+from coordinator._exit import EXIT_CODE_HELP, ExitCode
+from coordinator._federation import FederationConfig, load_federation
+from coordinator._render import outcome_json, render_result, result_json
+from coordinator._spec import QuerySpec, parse_aggregation, parse_filter
+
+cli = typer.Typer(
+    name="coordinator",
+    help="Run federated queries.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_out = Console(highlight=False)
+_err = Console(stderr=True, highlight=False)
+
+FederationOption = Annotated[
+    Path,
+    typer.Option(
+        "--federation", "-f", help="federation.toml: our TLS files and the nodes.", show_default=False
+    ),
+]
+FormatOption = Annotated[str, typer.Option("--format", help="table or json.")]
+InsecureOption = Annotated[
+    bool, typer.Option("--insecure", help="Talk plaintext gRPC to --insecure nodes (unsafe).")
+]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    _err.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    _err.print(f"[dim]exit {code}: {EXIT_CODE_HELP.get(code, '')}[/dim]")
+    return typer.Exit(code)
+
+
+def _federation(path: Path) -> FederationConfig:
+    try:
+        return load_federation(path)
+    except tomlconf.ConfigError as exc:
+        raise _fail(f"invalid federation file:\n{exc}", ExitCode.FEDERATION_INVALID) from None
+
+
+def _coordinator(path: Path, insecure: bool, deadline: float | None) -> Coordinator:
+    config = _federation(path)
+    if insecure:
+        _err.print("[bold yellow]warning:[/bold yellow] --insecure: plaintext gRPC, no TLS")
+    try:
+        return Coordinator.from_config(config, insecure=insecure, deadline=deadline)
+    except TlsSetupError as exc:
+        raise _fail(str(exc), ExitCode.TLS_SETUP) from None
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("table", "json"):
+        raise _fail("--format: expected table or json", ExitCode.USAGE)
+
+
+def _emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@cli.command("query")
+def query_command(
+    federation: FederationOption,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset id.", show_default=False)],
+    aggregate: Annotated[
+        list[str],
+        typer.Option(
+            "--aggregate", "-a", help="count, count:COL, sum:COL or mean:COL (repeatable)."
+        ),
+    ] = ["count"],  # noqa: B006 - typer reads the default
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", "-w", help="Filter: COL=VALUE, COL>=N, 'COL in a,b' (repeatable)."),
+    ] = None,
+    group_by: Annotated[
+        list[str] | None, typer.Option("--group-by", "-g", help="Group by a category column.")
+    ] = None,
+    purpose: Annotated[str, typer.Option("--purpose", help="Declared purpose.")] = "statistics",
+    legal_basis: Annotated[str, typer.Option("--legal-basis", help="Legal basis.")] = "",
+    justification: Annotated[str, typer.Option("--justification", help="Why.")] = "",
+    on_behalf_of: Annotated[
+        str, typer.Option("--on-behalf-of", help="The person you act for.")
+    ] = "",
+    deadline: Annotated[
+        float | None, typer.Option("--deadline", help="Seconds each node has to answer.")
+    ] = None,
+    require_all: Annotated[
+        bool, typer.Option("--require-all", help="Exit 204 unless every node contributed.")
+    ] = False,
+    fmt: FormatOption = "table",
+    insecure: InsecureOption = False,
+) -> None:
+    """Run one aggregate query on every node and combine the answers."""
+    _check_format(fmt)
+    try:
+        spec = QuerySpec(
+            dataset=dataset,
+            aggregations=tuple(parse_aggregation(a) for a in aggregate),
+            filters=tuple(parse_filter(w) for w in where or ()),
+            group_by=tuple(group_by or ()),
+            purpose=purpose,
+            legal_basis=legal_basis,
+            justification=justification,
+            on_behalf_of=on_behalf_of,
+        )
+    except SpecError as exc:
+        raise _fail(str(exc), ExitCode.SPEC_INVALID) from None
+    with _coordinator(federation, insecure, deadline) as coordinator:
+        try:
+            result = coordinator.query(spec)
+        except NoNodeAnswered as exc:
+            raise _fail(str(exc), ExitCode.NO_NODE_ANSWERED) from None
+        except SpecError as exc:
+            raise _fail(str(exc), ExitCode.SPEC_INVALID) from None
+        except CoordinatorError as exc:  # pragma: no cover - other coordinator errors
+            raise _fail(str(exc), ExitCode.NO_NODE_ANSWERED) from None
+    if fmt == "json":
+        _emit_json(result_json(result))
+    else:
+        _out.print(render_result(result))
+    if not result.contributors:
+        raise _fail("no node contributed to the result", ExitCode.NO_NODE_ANSWERED)
+    if require_all and len(result.contributors) < len(result.outcomes):
+        raise _fail("not every node contributed", ExitCode.NOT_ALL_NODES)
+
+
+@cli.command("status")
+def status_command(
+    federation: FederationOption,
+    deadline: Annotated[
+        float | None, typer.Option("--deadline", help="Seconds each node has to answer.")
+    ] = None,
+    fmt: FormatOption = "table",
+    insecure: InsecureOption = False,
+) -> None:
+    """Show every node of the federation: reachable, identity, datasets, policy."""
+    _check_format(fmt)
+    with _coordinator(federation, insecure, deadline) as coordinator:
+        outcomes = coordinator.node_info()
+    if fmt == "json":
+        rows = []
+        for o in outcomes:
+            entry = outcome_json(o)
+            if o.response is not None:
+                r = o.response
+                entry.update(
+                    identity=r.identity,
+                    version=r.version,
+                    policy_digest=r.policy_digest,
+                    datasets=[d.dataset_id for d in r.datasets],
+                    caller_identity=r.caller_identity,
+                )
+            rows.append(entry)
+        _emit_json(rows)
+    else:
+        table = Table(title="federation nodes", title_justify="left")
+        for column in ("agency", "address", "status", "identity", "datasets", "policy"):
+            table.add_column(column, overflow="fold")
+        for o in outcomes:
+            r = o.response
+            table.add_row(
+                o.agency,
+                o.address,
+                o.status,
+                r.identity if r else o.message,
+                ", ".join(d.dataset_id for d in r.datasets) if r else "",
+                r.policy_digest[:12] if r else "",
+            )
+        _out.print(table)
+    if not any(o.ok for o in outcomes):
+        raise typer.Exit(ExitCode.NO_NODE_ANSWERED)

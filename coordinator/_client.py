@@ -1,0 +1,153 @@
+"""The coordinator SDK: fan a query out to the federation and combine the answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+
+import pki
+from accord.v1 import node_service_pb2 as pb
+from coordinator._combine import FederatedResult, combine
+from coordinator._errors import NoNodeAnswered, SchemaMismatch, TlsSetupError
+from coordinator._fanout import fan_out
+from coordinator._federation import FederationConfig
+from coordinator._link import GrpcNodeLink, NodeAddress, NodeLink
+from coordinator._outcome import NodeOutcome
+from coordinator._schema import find_dataset, typed_spec
+from coordinator._serde import spec_to_proto
+from coordinator._spec import QuerySpec
+
+
+def load_tls(config: FederationConfig, *, now: datetime | None = None) -> pki.TlsMaterial:
+    """Read and check the coordinator's own TLS material before dialing anyone.
+
+    Raises
+    ------
+    TlsSetupError
+        Saying which file is wrong: missing, expired, or not from the federation CA.
+    """
+    section = config.coordinator
+    if section.ca is None or section.cert is None or section.key is None:
+        raise TlsSetupError(
+            "federation file has no [coordinator] ca, cert and key; add them, or pass "
+            "--insecure to talk to plaintext nodes"
+        )
+    moment = now or datetime.now(UTC)
+    try:
+        material = pki.TlsFiles(ca=section.ca, cert=section.cert, key=section.key).read()
+        cert = pki.load_certificate(section.cert)
+        ca = pki.load_certificate(section.ca)
+        pki.check_certificate(cert, ca, now=moment, purpose="client")
+        identity = pki.identity_of(cert)
+    except pki.PkiError as exc:
+        raise TlsSetupError(f"our certificate cannot be used: {exc}") from None
+    if identity.federation != config.federation.name:
+        raise TlsSetupError(
+            f"{section.cert} belongs to federation {identity.federation!r}, but the "
+            f"federation file is for {config.federation.name!r}"
+        )
+    return material
+
+
+class Coordinator:
+    """Runs federated queries over a set of node links.
+
+    Parameters
+    ----------
+    links : Sequence[NodeLink]
+        One link per node.
+    deadline : float
+        Seconds each node has to answer each call.
+    """
+
+    def __init__(self, links: Sequence[NodeLink], *, deadline: float = 10.0) -> None:
+        self.links = list(links)
+        self.deadline = deadline
+
+    @classmethod
+    def from_config(
+        cls,
+        config: FederationConfig,
+        *,
+        insecure: bool = False,
+        deadline: float | None = None,
+    ) -> Coordinator:
+        """Connect to the nodes of a federation file (mutual TLS unless ``insecure``)."""
+        material = None if insecure else load_tls(config)
+        links: list[NodeLink] = [
+            GrpcNodeLink(NodeAddress(n.agency, n.name, n.address, n.server_name), material)
+            for n in config.nodes
+        ]
+        return cls(links, deadline=deadline or config.coordinator.deadline_seconds)
+
+    def __enter__(self) -> Coordinator:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every link."""
+        for link in self.links:
+            link.close()
+
+    def node_info(self) -> list[NodeOutcome[pb.GetNodeInfoResponse]]:
+        """``GetNodeInfo`` from every node, concurrently."""
+        return fan_out(self.links, lambda link, t: link.get_info(t), deadline=self.deadline)
+
+    def query(self, spec: QuerySpec) -> FederatedResult:
+        """Check ``spec`` against the published schema, run it everywhere, combine.
+
+        Nodes that do not answer, refuse or fail are reported in the result's
+        ``outcomes`` and left out of the totals; ``contributors`` names the others.
+
+        Raises
+        ------
+        SchemaMismatch
+            If no reachable node publishes the dataset, or the spec does not fit it.
+        NoNodeAnswered
+            If no node could be reached at all.
+        """
+        infos = self.node_info()
+        reachable = [o for o in infos if o.ok and o.response is not None]
+        if not reachable:
+            raise NoNodeAnswered(
+                "no node answered: "
+                + "; ".join(f"{o.agency}/{o.node}: {o.message}" for o in infos)
+            )
+        schema = find_dataset([o.response for o in reachable if o.response], spec.dataset)
+        if schema is None:
+            raise SchemaMismatch(
+                "dataset", f"no reachable node publishes a dataset {spec.dataset!r}"
+            )
+        typed = typed_spec(spec, schema)
+        request = spec_to_proto(typed)
+        live = [link for link, o in zip(self.links, infos, strict=True) if o.ok]
+        answers = iter(
+            fan_out(live, lambda link, t: link.run_query(request, t), deadline=self.deadline)
+        )
+        outcomes: list[NodeOutcome[pb.RunQueryResponse]] = []
+        for info in infos:
+            if info.ok:
+                outcomes.append(next(answers))
+            else:
+                outcomes.append(
+                    NodeOutcome(
+                        info.agency,
+                        info.node,
+                        info.address,
+                        info.status,
+                        code=info.code,
+                        reason=info.reason,
+                        message=info.message,
+                        metadata=info.metadata,
+                        seconds=info.seconds,
+                    )
+                )
+        return combine(typed, outcomes)

@@ -1,0 +1,78 @@
+"""The coordinator's link to one node: a gRPC channel with mutual TLS."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import grpc
+
+import pki
+from accord.v1 import node_service_pb2 as pb
+from accord.v1 import node_service_pb2_grpc as pb_grpc
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    """Where a node listens and which TLS name it must present."""
+
+    agency: str
+    name: str
+    address: str
+    server_name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``agency/name``."""
+        return f"{self.agency}/{self.name}"
+
+
+class NodeLink(abc.ABC):
+    """Calls one node; implementations choose the transport."""
+
+    def __init__(self, node: NodeAddress) -> None:
+        self.node = node
+
+    @abc.abstractmethod
+    def get_info(self, timeout: float) -> pb.GetNodeInfoResponse:
+        """Call ``GetNodeInfo``."""
+
+    @abc.abstractmethod
+    def run_query(self, request: pb.RunQueryRequest, timeout: float) -> pb.RunQueryResponse:
+        """Call ``RunQuery``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the connection."""
+
+
+class GrpcNodeLink(NodeLink):
+    """A link over gRPC: mutual TLS unless ``material`` is None (``--insecure``)."""
+
+    def __init__(self, node: NodeAddress, material: pki.TlsMaterial | None) -> None:
+        super().__init__(node)
+        options: list[tuple[str, str | int]] = [("grpc.max_receive_message_length", 64 << 20)]
+        if material is None:
+            self._channel = grpc.insecure_channel(node.address, options=options)
+        else:
+            if node.server_name:
+                options.append(("grpc.ssl_target_name_override", node.server_name))
+            self._channel = grpc.secure_channel(
+                node.address, pki.channel_credentials(material), options=options
+            )
+        self._stub = pb_grpc.NodeServiceStub(self._channel)
+
+    def get_info(self, timeout: float) -> pb.GetNodeInfoResponse:
+        """Call ``GetNodeInfo`` with a deadline."""
+        response: pb.GetNodeInfoResponse = self._stub.GetNodeInfo(
+            pb.GetNodeInfoRequest(), timeout=timeout
+        )
+        return response
+
+    def run_query(self, request: pb.RunQueryRequest, timeout: float) -> pb.RunQueryResponse:
+        """Call ``RunQuery`` with a deadline."""
+        response: pb.RunQueryResponse = self._stub.RunQuery(request, timeout=timeout)
+        return response
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()

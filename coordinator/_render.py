@@ -1,0 +1,126 @@
+"""Show federated results: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from accord.v1 import node_service_pb2 as pb
+from coordinator._combine import FederatedResult
+from coordinator._outcome import NodeOutcome
+
+_STATUS_STYLE = {
+    "ok": "green",
+    "refused": "yellow",
+    "invalid": "yellow",
+    "failed": "red",
+    "unreachable": "red",
+}
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:,.3f}"
+
+
+def _note(outcome: NodeOutcome[Any]) -> str:
+    if outcome.ok:
+        rules = getattr(outcome.response, "matched_rules", None)
+        return f"allowed by {', '.join(rules)}" if rules else "answered"
+    return outcome.message
+
+
+def result_table(result: FederatedResult) -> Table:
+    """The combined groups, one row each."""
+    spec = result.spec
+    total = len(result.outcomes)
+    table = Table(
+        caption=f"contributors: {', '.join(result.contributors) or 'none'} "
+        f"({len(result.contributors)} of {total} node{'s' if total != 1 else ''})",
+        caption_justify="left",
+    )
+    for name in spec.group_by:
+        table.add_column(name)
+    for agg in spec.aggregations:
+        table.add_column(agg.label, justify="right")
+    for group in result.groups:
+        table.add_row(
+            *(str(k) for k in group.key), *(_fmt(v.value) for v in group.values)
+        )
+    return table
+
+
+def participation_table(outcomes: Sequence[NodeOutcome[Any]]) -> Table:
+    """Which node took part, which refused and under which declared rule, which failed."""
+    table = Table(title="participation", title_justify="left", title_style="italic")
+    for column in ("agency", "node", "status", "detail", "policy", "time"):
+        table.add_column(column, overflow="fold")
+    for o in outcomes:
+        digest = getattr(o.response, "policy_digest", "") if o.ok else o.metadata.get("revision", "")
+        style = _STATUS_STYLE.get(o.status, "")
+        table.add_row(
+            o.agency,
+            o.node,
+            f"[{style}]{o.status}[/{style}]" if style else o.status,
+            _note(o),
+            digest[:12],
+            f"{o.seconds * 1000:.0f} ms",
+        )
+    return table
+
+
+def render_result(result: FederatedResult, *, title: str | None = None) -> RenderableType:
+    """Title, result and participation together."""
+    heading = Text(title or f"{result.spec.dataset}: federated result", style="bold")
+    return Group(heading, result_table(result), participation_table(result.outcomes))
+
+
+def outcome_json(o: NodeOutcome[Any]) -> dict[str, Any]:
+    """One node's part, as JSON."""
+    entry: dict[str, Any] = {
+        "agency": o.agency,
+        "node": o.node,
+        "address": o.address,
+        "status": o.status,
+        "seconds": round(o.seconds, 4),
+    }
+    if isinstance(o.response, pb.RunQueryResponse):
+        entry["policy_digest"] = o.response.policy_digest
+        entry["matched_rules"] = list(o.response.matched_rules)
+    if not o.ok:
+        entry.update(code=o.code, reason=o.reason, message=o.message, metadata=o.metadata)
+    return entry
+
+
+def result_json(result: FederatedResult) -> dict[str, Any]:
+    """The whole result as a JSON-ready dict."""
+    spec = result.spec
+    groups = []
+    for group in result.groups:
+        groups.append(
+            {
+                "key": dict(zip(spec.group_by, group.key, strict=True)),
+                "values": {
+                    v.aggregation.label: {"value": v.value, "count": v.count, "sum": v.sum}
+                    for v in group.values
+                },
+            }
+        )
+    return {
+        "query_id": spec.query_id,
+        "dataset": spec.dataset,
+        "group_by": list(spec.group_by),
+        "aggregations": [a.label for a in spec.aggregations],
+        "groups": groups,
+        "contributors": list(result.contributors),
+        "policy_digests": result.policy_digests,
+        "nodes": [outcome_json(o) for o in result.outcomes],
+    }

@@ -1,0 +1,250 @@
+"""Provision a throw-away federation on disk: CA, certificates, data, configs, policies."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import tomli_w
+
+import pki
+from demo._incidents import PROFILES, SCHEMA, generate
+
+SourceKind = Literal["csv", "parquet", "sqlite"]
+
+DATASET = "incidents"
+COORDINATOR_AGENCY = "hub"
+COORDINATOR_NAME = "analyst"
+
+#: Each demo agency's data source and declared policy rules.
+DEMO_SOURCES: dict[str, SourceKind] = {
+    "agency-a": "csv",
+    "agency-b": "parquet",
+    "agency-c": "sqlite",
+}
+
+DEMO_POLICIES: dict[str, dict[str, Any]] = {
+    "agency-a": {
+        "permissions": [
+            {
+                "uid": "a-statistics",
+                "description": "Any federation coordinator, for statistics or evaluation",
+                "assignees": ["role:coordinator"],
+                "datasets": [DATASET],
+                "actions": ["count", "sum", "mean"],
+                "purposes": ["statistics", "policy-evaluation"],
+            }
+        ],
+        "prohibitions": [
+            {
+                "uid": "a-no-case-ids",
+                "description": "Case references are never used",
+                "assignees": ["*"],
+                "columns": ["incident_id"],
+            }
+        ],
+    },
+    "agency-b": {
+        "permissions": [
+            {
+                "uid": "b-statistics-only",
+                "description": "The hub, for statistics only",
+                "assignees": [COORDINATOR_AGENCY],
+                "datasets": [DATASET],
+                "actions": ["count", "sum", "mean"],
+                "purposes": ["statistics"],
+            }
+        ],
+    },
+    "agency-c": {
+        "permissions": [
+            {
+                "uid": "c-counts-and-means",
+                "description": "Counts and means by region or offence; no totals",
+                "assignees": ["role:coordinator"],
+                "datasets": [DATASET],
+                "actions": ["count", "mean"],
+                "purposes": ["statistics", "policy-evaluation"],
+                "group_by": ["region", "offence", "cross_border"],
+            }
+        ],
+    },
+}
+
+
+@dataclass(frozen=True)
+class AgencySite:
+    """Everything provisioned for one agency."""
+
+    agency: str
+    title: str
+    folder: Path
+    node_config: Path
+    policy: Path
+    source_kind: SourceKind
+    rows: int
+    table: pa.Table = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DemoFederation:
+    """A provisioned federation: sites, coordinator kit and where things are."""
+
+    root: Path
+    name: str
+    ca_dir: Path
+    sites: tuple[AgencySite, ...]
+    coordinator_tls: pki.TlsFiles
+
+    def pooled(self) -> pa.Table:
+        """All agencies' rows in one table (for checking results centrally)."""
+        return pa.concat_tables(site.table for site in self.sites)
+
+    def write_federation_file(
+        self, addresses: Mapping[str, str], *, path: Path | None = None, deadline: float = 10.0
+    ) -> Path:
+        """Write ``federation.toml`` for the nodes at ``addresses`` (agency -> host:port)."""
+        target = path or self.root / "federation.toml"
+        doc = {
+            "federation": {"name": self.name},
+            "coordinator": {
+                "ca": str(self.coordinator_tls.ca),
+                "cert": str(self.coordinator_tls.cert),
+                "key": str(self.coordinator_tls.key),
+                "deadline_seconds": deadline,
+            },
+            "nodes": [
+                {"agency": agency, "address": address} for agency, address in addresses.items()
+            ],
+        }
+        target.write_text(tomli_w.dumps(doc), encoding="utf-8")
+        return target
+
+
+def provision(
+    root: Path,
+    *,
+    federation: str = "demo",
+    agencies: Sequence[str] = tuple(DEMO_SOURCES),
+    sources: Mapping[str, SourceKind] | None = None,
+    policies: Mapping[str, dict[str, Any]] | None = None,
+    seed: int = 2026,
+    rows: Mapping[str, int] | None = None,
+    now: datetime | None = None,
+) -> DemoFederation:
+    """Create a CA, a node per agency (certificate, data, policy, node.toml) and a
+    coordinator certificate under ``root``.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    ca_dir = root / "ca"
+    pki.init_ca(federation, ca_dir, now=now)
+    sites = []
+    for index, agency in enumerate(agencies):
+        profile = PROFILES[agency]
+        if rows and agency in rows:
+            from dataclasses import replace
+
+            profile = replace(profile, rows=rows[agency])
+        folder = root / agency
+        kit = folder / "pki"
+        pki.issue(
+            ca_dir,
+            pki.Identity(federation, agency, "node", "node"),
+            kit,
+            hosts=["localhost", "127.0.0.1"],
+            now=now,
+        )
+        kind = (sources or DEMO_SOURCES).get(agency, "csv")
+        table = generate(profile, seed + index)
+        source = _write_data(folder / "data", table, kind)
+        policy_path = folder / "policy.toml"
+        rules = (policies or DEMO_POLICIES).get(agency) or DEMO_POLICIES["agency-a"]
+        policy_doc = {
+            "policy": {
+                "uid": f"urn:accord:{agency}:policy:1",
+                "agency": agency,
+                "version": 1,
+            },
+            **rules,
+        }
+        policy_path.write_text(tomli_w.dumps(policy_doc), encoding="utf-8")
+        node_config = folder / "node.toml"
+        node_doc = {
+            "node": {
+                "agency": agency,
+                "name": "node",
+                "listen": "127.0.0.1:0",
+                "state_url": "sqlite:///state/node-state.db",
+                "grace_seconds": 2.0,
+            },
+            "tls": {"ca": "pki/ca.crt", "cert": "pki/node.crt", "key": "pki/node.key"},
+            "policy": {"file": "policy.toml"},
+            "datasets": [
+                {
+                    "id": DATASET,
+                    "description": f"{profile.title}: recorded incidents, 2025",
+                    "source": source,
+                    "columns": SCHEMA,
+                }
+            ],
+        }
+        (folder / "state").mkdir(exist_ok=True)
+        node_config.write_text(tomli_w.dumps(node_doc), encoding="utf-8")
+        sites.append(
+            AgencySite(agency, profile.title, folder, node_config, policy_path, kind,
+                       profile.rows, table)
+        )
+    coordinator_kit = root / "coordinator"
+    pki.issue(
+        ca_dir,
+        pki.Identity(federation, COORDINATOR_AGENCY, "coordinator", COORDINATOR_NAME),
+        coordinator_kit,
+        now=now,
+    )
+    return DemoFederation(
+        root=root,
+        name=federation,
+        ca_dir=ca_dir,
+        sites=tuple(sites),
+        coordinator_tls=pki.TlsFiles.from_kit(coordinator_kit, COORDINATOR_NAME),
+    )
+
+
+def _write_data(folder: Path, table: pa.Table, kind: SourceKind) -> dict[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "csv":
+        path = folder / f"{DATASET}.csv"
+        pa_csv.write_csv(table, path)
+        return {"kind": "csv", "path": f"data/{path.name}"}
+    if kind == "parquet":
+        path = folder / f"{DATASET}.parquet"
+        pq.write_table(table, path)
+        return {"kind": "parquet", "path": f"data/{path.name}"}
+    path = folder / f"{DATASET}.db"
+    with sqlite3.connect(path) as con:
+        columns = ", ".join(
+            f"{name} {_sqlite_type(table.schema.field(name).type)}" for name in table.column_names
+        )
+        con.execute(f"CREATE TABLE {DATASET} ({columns})")
+        marks = ", ".join("?" for _ in table.column_names)
+        con.executemany(
+            f"INSERT INTO {DATASET} VALUES ({marks})",
+            zip(*(table.column(n).to_pylist() for n in table.column_names), strict=True),
+        )
+    con.close()
+    return {"kind": "sql", "url": f"sqlite:///data/{path.name}", "table": DATASET}
+
+
+def _sqlite_type(kind: pa.DataType) -> str:
+    if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        return "INTEGER"
+    if pa.types.is_floating(kind):
+        return "REAL"
+    return "TEXT"

@@ -1,0 +1,227 @@
+"""Build, start and stop a node server: mTLS, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import pki
+import policies
+import tomlconf
+from accord.v1 import node_service_pb2, node_service_pb2_grpc
+from node._config import NodeConfig
+from node._errors import NodeStartupError
+from node._exit import ExitCode
+from node._servicer import Clock, NodeServicer, PolicyHolder
+from node._sources import DataSource, SourceError, open_source
+
+_log = logging.getLogger("accord.node")
+
+SERVICE_NAME = node_service_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
+
+
+def node_version() -> str:
+    """The installed Accord version."""
+    try:
+        return metadata.version("accord")
+    except metadata.PackageNotFoundError:  # pragma: no cover - source checkout
+        return "0+unknown"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class NodeServer:
+    """A built node: call ``start()``, then ``stop()``."""
+
+    server: grpc.Server
+    port: int
+    address: str
+    health: health.HealthServicer
+    servicer: NodeServicer
+    sources: dict[str, DataSource]
+    grace: float
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        """Start serving and report SERVING."""
+        self.server.start()
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Go NOT_SERVING, let in-flight calls finish within ``grace``, release sources."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.health.enter_graceful_shutdown()
+        self.servicer.drain()
+        self.server.stop(self.grace if grace is None else grace).wait()
+        for source in self.sources.values():
+            source.close()
+
+
+def _identity(config: NodeConfig, insecure: bool, clock: Clock) -> tuple[pki.Identity, pki.TlsMaterial | None]:
+    if config.tls is None:
+        if not insecure:
+            raise NodeStartupError(
+                "node.toml has no [tls] section; add one, or pass --insecure for a "
+                "plaintext node on a trusted network",
+                ExitCode.TLS_INVALID,
+            )
+        return pki.Identity("insecure", config.node.agency, "node", config.node.name), None
+    files = pki.TlsFiles(ca=config.tls.ca, cert=config.tls.cert, key=config.tls.key)
+    try:
+        material = files.read()
+        cert = pki.load_certificate(config.tls.cert)
+        ca = pki.load_certificate(config.tls.ca)
+        pki.check_certificate(cert, ca, now=clock(), purpose="server")
+        identity = pki.identity_of(cert)
+    except pki.PkiError as exc:
+        raise NodeStartupError(f"TLS: {exc}", ExitCode.TLS_INVALID) from None
+    if identity.role != "node":
+        raise NodeStartupError(
+            f"TLS: {config.tls.cert} is a {identity.role} certificate; a node needs role node",
+            ExitCode.TLS_INVALID,
+        )
+    if identity.agency != config.node.agency:
+        raise NodeStartupError(
+            f"TLS: {config.tls.cert} belongs to agency {identity.agency!r} but node.toml "
+            f"declares agency {config.node.agency!r}",
+            ExitCode.TLS_INVALID,
+        )
+    return identity, (None if insecure else material)
+
+
+def create_server(
+    config: NodeConfig,
+    *,
+    insecure: bool = False,
+    enable_reflection: bool = False,
+    listen: str | None = None,
+    clock: Clock = _utcnow,
+) -> NodeServer:
+    """Build a node server from ``config`` (not started).
+
+    Raises
+    ------
+    NodeStartupError
+        With the exit code for the problem (policy, TLS, source, bind).
+    """
+    try:
+        loaded = policies.load_policy(config.policy.file)
+    except tomlconf.ConfigError as exc:
+        raise NodeStartupError(f"policy invalid:\n{exc}", ExitCode.POLICY_INVALID) from None
+    if loaded.policy.policy.agency != config.node.agency:
+        raise NodeStartupError(
+            f"{config.policy.file}: policy.agency is {loaded.policy.policy.agency!r}, "
+            f"but node.toml declares agency {config.node.agency!r}",
+            ExitCode.POLICY_INVALID,
+        )
+    identity, material = _identity(config, insecure, clock)
+    sources: dict[str, DataSource] = {}
+    try:
+        for spec in config.datasets:
+            sources[spec.id] = open_source(spec)
+    except SourceError as exc:
+        for source in sources.values():
+            source.close()
+        raise NodeStartupError(str(exc), ExitCode.SOURCE_INVALID) from None
+    servicer = NodeServicer(
+        identity=identity,
+        version=node_version(),
+        datasets={d.id: d for d in config.datasets},
+        sources=sources,
+        policy=PolicyHolder(loaded),
+        clock=clock,
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.node.max_workers),
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 << 20)],
+    )
+    node_service_pb2_grpc.add_NodeServiceServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if enable_reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+    address = listen or config.node.listen
+    try:
+        if material is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, pki.server_credentials(material))
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        for source in sources.values():
+            source.close()
+        raise NodeStartupError(f"cannot listen on {address}", ExitCode.BIND_FAILED)
+    host = address.rsplit(":", 1)[0]
+    return NodeServer(
+        server=server,
+        port=port,
+        address=f"{host}:{port}",
+        health=health_servicer,
+        servicer=servicer,
+        sources=sources,
+        grace=config.node.grace_seconds,
+    )
+
+
+def write_ready_file(path: Path, node: NodeServer) -> None:
+    """Atomically write ``{"address", "port", "pid"}`` once the node serves."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"address": node.address, "port": node.port, "pid": os.getpid()}))
+    tmp.replace(path)
+
+
+def serve(node: NodeServer, *, ready_file: Path | None = None) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully; return the exit code."""
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, on_signal)
+    try:
+        node.start()
+        _log.info(
+            "node serving",
+            extra={"fields": {"address": node.address, "identity": node.servicer.identity_uri}},
+        )
+        if ready_file is not None:
+            write_ready_file(ready_file, node)
+        while not stop.wait(0.5):
+            pass
+        name = signal.Signals(received[0]).name if received else "stop"
+        _log.info("shutting down", extra={"fields": {"signal": name, "grace_s": node.grace}})
+        node.stop()
+        _log.info("node stopped")
+        return ExitCode.SUCCESS
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
