@@ -8,15 +8,15 @@ import os
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 
-from pathlib import Path  # noqa: E402
-from typing import Annotated  # noqa: E402
+from pathlib import Path
+from typing import Annotated
 
-import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
+import typer
+from rich.console import Console
 
-import coordinator  # noqa: E402
-import node  # noqa: E402
-import pki  # noqa: E402
+import coordinator
+import node
+import pki
 
 app = typer.Typer(
     name="accord",
@@ -37,7 +37,13 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version."),
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_version,
+            is_eager=True,
+            help="Show the version.",
+        ),
     ] = False,
 ) -> None:
     """Accord: federated, policy-governed data sharing between security agencies."""
@@ -47,7 +53,10 @@ def _root(
 def demo_command(
     workdir: Annotated[
         Path | None,
-        typer.Option("--workdir", help="Keep the federation in this folder instead of a temporary one."),
+        typer.Option(
+            "--workdir",
+            help="Keep the federation in this folder instead of a temporary one.",
+        ),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:

@@ -12,7 +12,12 @@ from rich.table import Table
 
 import tomlconf
 from coordinator._client import Coordinator
-from coordinator._errors import CoordinatorError, NoNodeAnswered, SpecError, TlsSetupError
+from coordinator._errors import (
+    CoordinatorError,
+    NoNodeAnswered,
+    SpecError,
+    TlsSetupError,
+)
 from coordinator._exit import EXIT_CODE_HELP, ExitCode
 from coordinator._federation import FederationConfig, load_federation
 from coordinator._render import outcome_json, render_result, result_json
@@ -31,12 +36,18 @@ _err = Console(stderr=True, highlight=False)
 FederationOption = Annotated[
     Path,
     typer.Option(
-        "--federation", "-f", help="federation.toml: our TLS files and the nodes.", show_default=False
+        "--federation",
+        "-f",
+        help="federation.toml: our TLS files and the nodes.",
+        show_default=False,
     ),
 ]
 FormatOption = Annotated[str, typer.Option("--format", help="table or json.")]
 InsecureOption = Annotated[
-    bool, typer.Option("--insecure", help="Talk plaintext gRPC to --insecure nodes (unsafe).")
+    bool,
+    typer.Option(
+        "--insecure", help="Talk plaintext gRPC to --insecure nodes (unsafe)."
+    ),
 ]
 
 
@@ -50,13 +61,17 @@ def _federation(path: Path) -> FederationConfig:
     try:
         return load_federation(path)
     except tomlconf.ConfigError as exc:
-        raise _fail(f"invalid federation file:\n{exc}", ExitCode.FEDERATION_INVALID) from None
+        raise _fail(
+            f"invalid federation file:\n{exc}", ExitCode.FEDERATION_INVALID
+        ) from None
 
 
 def _coordinator(path: Path, insecure: bool, deadline: float | None) -> Coordinator:
     config = _federation(path)
     if insecure:
-        _err.print("[bold yellow]warning:[/bold yellow] --insecure: plaintext gRPC, no TLS")
+        _err.print(
+            "[bold yellow]warning:[/bold yellow] --insecure: plaintext gRPC, no TLS"
+        )
     try:
         return Coordinator.from_config(config, insecure=insecure, deadline=deadline)
     except TlsSetupError as exc:
@@ -75,31 +90,46 @@ def _emit_json(data: Any) -> None:
 @cli.command("query")
 def query_command(
     federation: FederationOption,
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset id.", show_default=False)],
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", help="Dataset id.", show_default=False)
+    ],
     aggregate: Annotated[
         list[str],
         typer.Option(
-            "--aggregate", "-a", help="count, count:COL, sum:COL or mean:COL (repeatable)."
+            "--aggregate",
+            "-a",
+            help="count, count:COL, sum:COL or mean:COL (repeatable).",
         ),
     ] = ["count"],  # noqa: B006 - typer reads the default
     where: Annotated[
         list[str] | None,
-        typer.Option("--where", "-w", help="Filter: COL=VALUE, COL>=N, 'COL in a,b' (repeatable)."),
+        typer.Option(
+            "--where",
+            "-w",
+            help="Filter: COL=VALUE, COL>=N, 'COL in a,b' (repeatable).",
+        ),
     ] = None,
     group_by: Annotated[
-        list[str] | None, typer.Option("--group-by", "-g", help="Group by a category column.")
+        list[str] | None,
+        typer.Option("--group-by", "-g", help="Group by a category column."),
     ] = None,
-    purpose: Annotated[str, typer.Option("--purpose", help="Declared purpose.")] = "statistics",
-    legal_basis: Annotated[str, typer.Option("--legal-basis", help="Legal basis.")] = "",
+    purpose: Annotated[
+        str, typer.Option("--purpose", help="Declared purpose.")
+    ] = "statistics",
+    legal_basis: Annotated[
+        str, typer.Option("--legal-basis", help="Legal basis.")
+    ] = "",
     justification: Annotated[str, typer.Option("--justification", help="Why.")] = "",
     on_behalf_of: Annotated[
         str, typer.Option("--on-behalf-of", help="The person you act for.")
     ] = "",
     deadline: Annotated[
-        float | None, typer.Option("--deadline", help="Seconds each node has to answer.")
+        float | None,
+        typer.Option("--deadline", help="Seconds each node has to answer."),
     ] = None,
     require_all: Annotated[
-        bool, typer.Option("--require-all", help="Exit 204 unless every node contributed.")
+        bool,
+        typer.Option("--require-all", help="Exit 204 unless every node contributed."),
     ] = False,
     fmt: FormatOption = "table",
     insecure: InsecureOption = False,
@@ -142,7 +172,8 @@ def query_command(
 def status_command(
     federation: FederationOption,
     deadline: Annotated[
-        float | None, typer.Option("--deadline", help="Seconds each node has to answer.")
+        float | None,
+        typer.Option("--deadline", help="Seconds each node has to answer."),
     ] = None,
     fmt: FormatOption = "table",
     insecure: InsecureOption = False,
@@ -171,14 +202,17 @@ def status_command(
         for column in ("agency", "address", "status", "identity", "datasets", "policy"):
             table.add_column(column, overflow="fold")
         for o in outcomes:
-            r = o.response
+            info = o.response
+            if info is None:
+                table.add_row(o.agency, o.address, o.status, o.message, "", "")
+                continue
             table.add_row(
                 o.agency,
                 o.address,
                 o.status,
-                r.identity if r else o.message,
-                ", ".join(d.dataset_id for d in r.datasets) if r else "",
-                r.policy_digest[:12] if r else "",
+                info.identity,
+                ", ".join(d.dataset_id for d in info.datasets),
+                info.policy_digest[:12],
             )
         _out.print(table)
     if not any(o.ok for o in outcomes):

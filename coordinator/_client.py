@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 
-import pki
 from accord.v1 import node_service_pb2 as pb
+
+import pki
 from coordinator._combine import FederatedResult, combine
 from coordinator._errors import NoNodeAnswered, SchemaMismatch, TlsSetupError
 from coordinator._fanout import fan_out
@@ -19,7 +20,9 @@ from coordinator._serde import spec_to_proto
 from coordinator._spec import QuerySpec
 
 
-def load_tls(config: FederationConfig, *, now: datetime | None = None) -> pki.TlsMaterial:
+def load_tls(
+    config: FederationConfig, *, now: datetime | None = None
+) -> pki.TlsMaterial:
     """Read and check the coordinator's own TLS material before dialing anyone.
 
     Raises
@@ -35,7 +38,9 @@ def load_tls(config: FederationConfig, *, now: datetime | None = None) -> pki.Tl
         )
     moment = now or datetime.now(UTC)
     try:
-        material = pki.TlsFiles(ca=section.ca, cert=section.cert, key=section.key).read()
+        material = pki.TlsFiles(
+            ca=section.ca, cert=section.cert, key=section.key
+        ).read()
         cert = pki.load_certificate(section.cert)
         ca = pki.load_certificate(section.ca)
         pki.check_certificate(cert, ca, now=moment, purpose="client")
@@ -76,7 +81,9 @@ class Coordinator:
         """Connect to the nodes of a federation file (mutual TLS unless ``insecure``)."""
         material = None if insecure else load_tls(config)
         links: list[NodeLink] = [
-            GrpcNodeLink(NodeAddress(n.agency, n.name, n.address, n.server_name), material)
+            GrpcNodeLink(
+                NodeAddress(n.agency, n.name, n.address, n.server_name), material
+            )
             for n in config.nodes
         ]
         return cls(links, deadline=deadline or config.coordinator.deadline_seconds)
@@ -99,7 +106,9 @@ class Coordinator:
 
     def node_info(self) -> list[NodeOutcome[pb.GetNodeInfoResponse]]:
         """``GetNodeInfo`` from every node, concurrently."""
-        return fan_out(self.links, lambda link, t: link.get_info(t), deadline=self.deadline)
+        return fan_out(
+            self.links, lambda link, t: link.get_info(t), deadline=self.deadline
+        )
 
     def query(self, spec: QuerySpec) -> FederatedResult:
         """Check ``spec`` against the published schema, run it everywhere, combine.
@@ -121,7 +130,9 @@ class Coordinator:
                 "no node answered: "
                 + "; ".join(f"{o.agency}/{o.node}: {o.message}" for o in infos)
             )
-        schema = find_dataset([o.response for o in reachable if o.response], spec.dataset)
+        schema = find_dataset(
+            [o.response for o in reachable if o.response], spec.dataset
+        )
         if schema is None:
             raise SchemaMismatch(
                 "dataset", f"no reachable node publishes a dataset {spec.dataset!r}"
@@ -130,7 +141,9 @@ class Coordinator:
         request = spec_to_proto(typed)
         live = [link for link, o in zip(self.links, infos, strict=True) if o.ok]
         answers = iter(
-            fan_out(live, lambda link, t: link.run_query(request, t), deadline=self.deadline)
+            fan_out(
+                live, lambda link, t: link.run_query(request, t), deadline=self.deadline
+            )
         )
         outcomes: list[NodeOutcome[pb.RunQueryResponse]] = []
         for info in infos:

@@ -6,10 +6,10 @@ import abc
 from dataclasses import dataclass
 
 import grpc
-
-import pki
 from accord.v1 import node_service_pb2 as pb
 from accord.v1 import node_service_pb2_grpc as pb_grpc
+
+import pki
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,9 @@ class NodeLink(abc.ABC):
         """Call ``GetNodeInfo``."""
 
     @abc.abstractmethod
-    def run_query(self, request: pb.RunQueryRequest, timeout: float) -> pb.RunQueryResponse:
+    def run_query(
+        self, request: pb.RunQueryRequest, timeout: float
+    ) -> pb.RunQueryResponse:
         """Call ``RunQuery``."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -50,7 +52,9 @@ class GrpcNodeLink(NodeLink):
 
     def __init__(self, node: NodeAddress, material: pki.TlsMaterial | None) -> None:
         super().__init__(node)
-        options: list[tuple[str, str | int]] = [("grpc.max_receive_message_length", 64 << 20)]
+        options: list[tuple[str, str | int]] = [
+            ("grpc.max_receive_message_length", 64 << 20)
+        ]
         if material is None:
             self._channel = grpc.insecure_channel(node.address, options=options)
         else:
@@ -68,7 +72,9 @@ class GrpcNodeLink(NodeLink):
         )
         return response
 
-    def run_query(self, request: pb.RunQueryRequest, timeout: float) -> pb.RunQueryResponse:
+    def run_query(
+        self, request: pb.RunQueryRequest, timeout: float
+    ) -> pb.RunQueryResponse:
         """Call ``RunQuery`` with a deadline."""
         response: pb.RunQueryResponse = self._stub.RunQuery(request, timeout=timeout)
         return response

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar, cast
 
 import grpc
 from google.rpc import error_details_pb2
@@ -35,19 +35,20 @@ class NodeOutcome(Generic[T]):
         return self.status == "ok"
 
 
-def describe_rpc_error(error: grpc.RpcError) -> tuple[Status, str, str, str, dict[str, str]]:
+def describe_rpc_error(
+    error: grpc.RpcError,
+) -> tuple[Status, str, str, str, dict[str, str]]:
     """Classify an RPC error: status, gRPC code name, reason, message, metadata."""
-    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = error.details() if isinstance(error, grpc.Call) else str(error)
+    call = cast(grpc.Call, error)
+    code = call.code()
+    details = call.details()
     reason = ""
     metadata: dict[str, str] = {}
     message = details or ""
-    status = None
-    if isinstance(error, grpc.Call):
-        try:
-            status = rpc_status.from_call(error)
-        except ValueError:
-            status = None
+    try:
+        status = rpc_status.from_call(call)
+    except ValueError:
+        status = None
     if status is not None:
         message = status.message
         for detail in status.details:
@@ -60,8 +61,17 @@ def describe_rpc_error(error: grpc.RpcError) -> tuple[Status, str, str, str, dic
         return "refused", code.name, reason, message, metadata
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return "invalid", code.name, reason, message, metadata
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and not reason:
-        return "unreachable", code.name, reason, explain_transport(code, message), metadata
+    if (
+        code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        and not reason
+    ):
+        return (
+            "unreachable",
+            code.name,
+            reason,
+            explain_transport(code, message),
+            metadata,
+        )
     return "failed", code.name, reason, message, metadata
 
 
@@ -82,7 +92,7 @@ def explain_transport(code: grpc.StatusCode, details: str) -> str:
             "TLS handshake failed: the node refused our certificate: not issued by its "
             "federation CA"
         )
-    if "certificate required" in text or "handshake" in text and "alert" in text:
+    if "certificate required" in text or ("handshake" in text and "alert" in text):
         return "TLS handshake failed: the node refused our certificate"
     if "connection refused" in text or "failed to connect" in text:
         return "connection refused: no node listening at this address"

@@ -6,11 +6,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from accord.v1 import node_service_pb2 as pb
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from accord.v1 import node_service_pb2 as pb
 from coordinator._combine import FederatedResult
 from coordinator._outcome import NodeOutcome
 
@@ -24,7 +24,7 @@ _STATUS_STYLE = {
 
 
 def _fmt(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or math.isnan(value):
         return "—"
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
@@ -39,7 +39,7 @@ def _note(outcome: NodeOutcome[Any]) -> str:
 
 
 def result_table(result: FederatedResult) -> Table:
-    """The combined groups, one row each."""
+    """Return the combined groups as a table, one row each."""
     spec = result.spec
     total = len(result.outcomes)
     table = Table(
@@ -64,7 +64,11 @@ def participation_table(outcomes: Sequence[NodeOutcome[Any]]) -> Table:
     for column in ("agency", "node", "status", "detail", "policy", "time"):
         table.add_column(column, overflow="fold")
     for o in outcomes:
-        digest = getattr(o.response, "policy_digest", "") if o.ok else o.metadata.get("revision", "")
+        digest = (
+            getattr(o.response, "policy_digest", "")
+            if o.ok
+            else o.metadata.get("revision", "")
+        )
         style = _STATUS_STYLE.get(o.status, "")
         table.add_row(
             o.agency,
@@ -77,7 +81,9 @@ def participation_table(outcomes: Sequence[NodeOutcome[Any]]) -> Table:
     return table
 
 
-def render_result(result: FederatedResult, *, title: str | None = None) -> RenderableType:
+def render_result(
+    result: FederatedResult, *, title: str | None = None
+) -> RenderableType:
     """Title, result and participation together."""
     heading = Text(title or f"{result.spec.dataset}: federated result", style="bold")
     return Group(heading, result_table(result), participation_table(result.outcomes))
@@ -96,12 +102,14 @@ def outcome_json(o: NodeOutcome[Any]) -> dict[str, Any]:
         entry["policy_digest"] = o.response.policy_digest
         entry["matched_rules"] = list(o.response.matched_rules)
     if not o.ok:
-        entry.update(code=o.code, reason=o.reason, message=o.message, metadata=o.metadata)
+        entry.update(
+            code=o.code, reason=o.reason, message=o.message, metadata=o.metadata
+        )
     return entry
 
 
 def result_json(result: FederatedResult) -> dict[str, Any]:
-    """The whole result as a JSON-ready dict."""
+    """Return the whole result as a JSON-ready dict."""
     spec = result.spec
     groups = []
     for group in result.groups:
@@ -109,7 +117,11 @@ def result_json(result: FederatedResult) -> dict[str, Any]:
             {
                 "key": dict(zip(spec.group_by, group.key, strict=True)),
                 "values": {
-                    v.aggregation.label: {"value": v.value, "count": v.count, "sum": v.sum}
+                    v.aggregation.label: {
+                        "value": v.value,
+                        "count": v.count,
+                        "sum": v.sum,
+                    }
                     for v in group.values
                 },
             }

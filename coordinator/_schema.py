@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from accord.v1 import node_service_pb2 as pb
 from accord.v1 import types_pb2
+
 from coordinator._errors import SchemaMismatch
 from coordinator._serde import COLUMN_TYPE_NAMES
 from coordinator._spec import Filter, QuerySpec, Scalar
@@ -15,7 +16,7 @@ from coordinator._spec import Filter, QuerySpec, Scalar
 def find_dataset(
     infos: Sequence[pb.GetNodeInfoResponse], dataset: str
 ) -> types_pb2.Dataset | None:
-    """The first published schema of ``dataset`` among the nodes' infos."""
+    """Return the first published schema of ``dataset`` among the nodes' infos."""
     for info in infos:
         for ds in info.datasets:
             if ds.dataset_id == dataset:
@@ -53,7 +54,8 @@ def typed_spec(spec: QuerySpec, schema: types_pb2.Dataset) -> QuerySpec:
         column = known(f"filters[{i}].column", flt.column)
         kind = COLUMN_TYPE_NAMES.get(column.type, "string")
         values = tuple(
-            _coerce(f"filters[{i}].values[{j}]", v, kind) for j, v in enumerate(flt.values)
+            _coerce(f"filters[{i}].values[{j}]", v, kind)
+            for j, v in enumerate(flt.values)
         )
         filters.append(Filter(flt.column, flt.op, values))
     return dataclasses.replace(spec, filters=tuple(filters))

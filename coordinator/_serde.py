@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from accord.v1 import node_service_pb2 as pb
 from accord.v1 import types_pb2
+
 from coordinator._spec import Function, Operator, QuerySpec, Scalar
 
 _FUNCTION_CODES: dict[Function, pb.AggregateFunction.ValueType] = {
@@ -56,7 +57,9 @@ def spec_to_proto(spec: QuerySpec) -> pb.RunQueryRequest:
         ),
     )
     for agg in spec.aggregations:
-        request.aggregations.add(function=_FUNCTION_CODES[agg.function], column=agg.column or "")
+        request.aggregations.add(
+            function=_FUNCTION_CODES[agg.function], column=agg.column or ""
+        )
     for flt in spec.filters:
         msg = request.filters.add(column=flt.column, operator=_OPERATOR_CODES[flt.op])
         if flt.op in ("in", "between"):

@@ -25,7 +25,9 @@ class Aggregation:
     @property
     def label(self) -> str:
         """``count``, ``mean(age)``..."""
-        return self.function if self.column is None else f"{self.function}({self.column})"
+        return (
+            self.function if self.column is None else f"{self.function}({self.column})"
+        )
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,9 @@ class QuerySpec:
 
 
 _AGG = re.compile(r"^(count|sum|mean)(?:[:(]([A-Za-z_][A-Za-z0-9_]*)\)?)?$")
-_FILTER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|!=|=|<|>| in | between )\s*(.+?)\s*$")
+_FILTER = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|!=|=|<|>| in | between )\s*(.+?)\s*$"
+)
 
 
 def parse_aggregation(text: str) -> Aggregation:
@@ -61,12 +65,15 @@ def parse_aggregation(text: str) -> Aggregation:
     match = _AGG.match(text.strip())
     if match is None:
         raise SpecError(
-            "--aggregate", f"{text!r}: expected count, count:COLUMN, sum:COLUMN or mean:COLUMN"
+            "--aggregate",
+            f"{text!r}: expected count, count:COLUMN, sum:COLUMN or mean:COLUMN",
         )
     function: Function = match.group(1)  # type: ignore[assignment]
     column = match.group(2)
     if function != "count" and column is None:
-        raise SpecError("--aggregate", f"{text!r}: {function} needs a column ({function}:COLUMN)")
+        raise SpecError(
+            "--aggregate", f"{text!r}: {function} needs a column ({function}:COLUMN)"
+        )
     return Aggregation(function, column)
 
 
@@ -75,7 +82,8 @@ def parse_filter(text: str) -> Filter:
     match = _FILTER.match(text)
     if match is None:
         raise SpecError(
-            "--where", f"{text!r}: expected COLUMN OP VALUE with OP one of = != < <= > >= in between"
+            "--where",
+            f"{text!r}: expected COLUMN OP VALUE with OP one of = != < <= > >= in between",
         )
     column, op, raw = match.group(1), match.group(2).strip(), match.group(3)
     values: tuple[Scalar, ...]

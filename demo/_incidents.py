@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 REGIONS = ("north", "south", "east", "west", "central")
@@ -28,19 +29,34 @@ class AgencyProfile:
 
 PROFILES: dict[str, AgencyProfile] = {
     "agency-a": AgencyProfile(
-        "agency-a", "National Police", 12_000,
-        (0.30, 0.20, 0.15, 0.15, 0.20), (0.30, 0.15, 0.05, 0.30, 0.15, 0.05),
-        2_500.0, 0.05, 0.0,
+        "agency-a",
+        "National Police",
+        12_000,
+        (0.30, 0.20, 0.15, 0.15, 0.20),
+        (0.30, 0.15, 0.05, 0.30, 0.15, 0.05),
+        2_500.0,
+        0.05,
+        0.0,
     ),
     "agency-b": AgencyProfile(
-        "agency-b", "Border Guard", 6_000,
-        (0.10, 0.35, 0.35, 0.10, 0.10), (0.02, 0.08, 0.35, 0.05, 0.05, 0.45),
-        8_000.0, 0.80, 0.6,
+        "agency-b",
+        "Border Guard",
+        6_000,
+        (0.10, 0.35, 0.35, 0.10, 0.10),
+        (0.02, 0.08, 0.35, 0.05, 0.05, 0.45),
+        8_000.0,
+        0.80,
+        0.6,
     ),
     "agency-c": AgencyProfile(
-        "agency-c", "Financial Intelligence Unit", 3_000,
-        (0.15, 0.15, 0.15, 0.15, 0.40), (0.0, 0.60, 0.10, 0.0, 0.25, 0.05),
-        40_000.0, 0.35, 0.3,
+        "agency-c",
+        "Financial Intelligence Unit",
+        3_000,
+        (0.15, 0.15, 0.15, 0.15, 0.40),
+        (0.0, 0.60, 0.10, 0.0, 0.25, 0.05),
+        40_000.0,
+        0.35,
+        0.3,
     ),
 }
 
@@ -68,12 +84,18 @@ def generate(profile: AgencyProfile, seed: int) -> pa.Table:
     severity = np.clip(np.rint(rng.normal(base, 0.9)), 1, 5).astype(np.int64)
     suspects = np.clip(rng.poisson(0.6 + 0.5 * severity), 0, 20).astype(np.int64)
     damage = np.round(
-        np.minimum(rng.lognormal(np.log(profile.damage_scale), 1.0, size=n) * severity / 3, 1e6),
+        np.minimum(
+            rng.lognormal(np.log(profile.damage_scale), 1.0, size=n) * severity / 3, 1e6
+        ),
         2,
     )
-    cross_border = rng.random(n) < profile.cross_border_rate * (
-        1 + (np.array(OFFENCES)[offence] == "smuggling")
-    ) / 2 + profile.cross_border_rate / 2
+    cross_border = (
+        rng.random(n)
+        < profile.cross_border_rate
+        * (1 + (np.array(OFFENCES)[offence] == "smuggling"))
+        / 2
+        + profile.cross_border_rate / 2
+    )
     ids = [f"{profile.agency[-1].upper()}-{i:07d}" for i in range(n)]
     return pa.table(
         {
@@ -89,6 +111,6 @@ def generate(profile: AgencyProfile, seed: int) -> pa.Table:
     )
 
 
-def _norm(weights: tuple[float, ...]) -> np.ndarray:  # type: ignore[type-arg]
-    w = np.asarray(weights, dtype=float)
-    return w / w.sum()
+def _norm(weights: tuple[float, ...]) -> npt.NDArray[np.float64]:
+    w = np.asarray(weights, dtype=np.float64)
+    return np.asarray(w / w.sum(), dtype=np.float64)

@@ -31,7 +31,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 def node_command(config: Path, ready_file: Path, *extra: str) -> list[str]:
-    """The command line that serves one node with this interpreter."""
+    """Return the command line that serves one node with this interpreter."""
     return [
         sys.executable,
         "-m",
@@ -75,14 +75,16 @@ class NodeProcess:
         """Spawn the node."""
         self.ready_file.unlink(missing_ok=True)
         self._log = self.log_file.open("ab")
-        env = dict(os.environ, FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1")
+        env = dict(
+            os.environ, FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1"
+        )
         self.process = subprocess.Popen(
             node_command(self.config, self.ready_file, *self.extra_args),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,
             env=env,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 
     def wait_ready(self, timeout: float) -> str:
@@ -99,7 +101,9 @@ class NodeProcess:
                     f"node {self.label} exited with code {code}: {self.tail()}"
                 )
             time.sleep(0.05)
-        raise NodeStartFailed(f"node {self.label} not ready after {timeout:.0f} s: {self.tail()}")
+        raise NodeStartFailed(
+            f"node {self.label} not ready after {timeout:.0f} s: {self.tail()}"
+        )
 
     def terminate(self) -> None:
         """Send SIGTERM once: a graceful shutdown begins."""
@@ -126,7 +130,7 @@ class NodeProcess:
         return proc.returncode
 
     def tail(self, lines: int = 5) -> str:
-        """The last lines of the node's log, for error messages."""
+        """Return the last lines of the node's log, for error messages."""
         try:
             text = self.log_file.read_text(errors="replace").strip().splitlines()
         except OSError:

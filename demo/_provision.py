@@ -108,7 +108,11 @@ class DemoFederation:
         return pa.concat_tables(site.table for site in self.sites)
 
     def write_federation_file(
-        self, addresses: Mapping[str, str], *, path: Path | None = None, deadline: float = 10.0
+        self,
+        addresses: Mapping[str, str],
+        *,
+        path: Path | None = None,
+        deadline: float = 10.0,
     ) -> Path:
         """Write ``federation.toml`` for the nodes at ``addresses`` (agency -> host:port)."""
         target = path or self.root / "federation.toml"
@@ -121,7 +125,8 @@ class DemoFederation:
                 "deadline_seconds": deadline,
             },
             "nodes": [
-                {"agency": agency, "address": address} for agency, address in addresses.items()
+                {"agency": agency, "address": address}
+                for agency, address in addresses.items()
             ],
         }
         target.write_text(tomli_w.dumps(doc), encoding="utf-8")
@@ -139,8 +144,9 @@ def provision(
     rows: Mapping[str, int] | None = None,
     now: datetime | None = None,
 ) -> DemoFederation:
-    """Create a CA, a node per agency (certificate, data, policy, node.toml) and a
-    coordinator certificate under ``root``.
+    """Create a CA, one node per agency and a coordinator certificate under ``root``.
+
+    Each node gets a certificate, generated data, a policy and a node.toml.
     """
     root.mkdir(parents=True, exist_ok=True)
     ca_dir = root / "ca"
@@ -198,8 +204,16 @@ def provision(
         (folder / "state").mkdir(exist_ok=True)
         node_config.write_text(tomli_w.dumps(node_doc), encoding="utf-8")
         sites.append(
-            AgencySite(agency, profile.title, folder, node_config, policy_path, kind,
-                       profile.rows, table)
+            AgencySite(
+                agency,
+                profile.title,
+                folder,
+                node_config,
+                policy_path,
+                kind,
+                profile.rows,
+                table,
+            )
         )
     coordinator_kit = root / "coordinator"
     pki.issue(
@@ -230,13 +244,16 @@ def _write_data(folder: Path, table: pa.Table, kind: SourceKind) -> dict[str, st
     path = folder / f"{DATASET}.db"
     with sqlite3.connect(path) as con:
         columns = ", ".join(
-            f"{name} {_sqlite_type(table.schema.field(name).type)}" for name in table.column_names
+            f"{name} {_sqlite_type(table.schema.field(name).type)}"
+            for name in table.column_names
         )
         con.execute(f"CREATE TABLE {DATASET} ({columns})")
         marks = ", ".join("?" for _ in table.column_names)
         con.executemany(
             f"INSERT INTO {DATASET} VALUES ({marks})",
-            zip(*(table.column(n).to_pylist() for n in table.column_names), strict=True),
+            zip(
+                *(table.column(n).to_pylist() for n in table.column_names), strict=True
+            ),
         )
     con.close()
     return {"kind": "sql", "url": f"sqlite:///data/{path.name}", "table": DATASET}

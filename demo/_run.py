@@ -30,7 +30,7 @@ class DemoQuery:
 
 
 def demo_queries() -> list[DemoQuery]:
-    """The demo's queries: two every agency answers, one that policies split."""
+    """Return the demo's queries: two every agency answers, one that policies split."""
     return [
         DemoQuery(
             "Incidents by region: how many, how severe, how costly",
@@ -94,15 +94,18 @@ def run_demo(
         fed = provision(root / "federation")
         _describe_sites(fed, err)
         nodes = [
-            NodeProcess(site.agency, site.node_config, site.folder) for site in fed.sites
+            NodeProcess(site.agency, site.node_config, site.folder)
+            for site in fed.sites
         ]
         results: list[dict[str, Any]] = []
         with NodeFleet(nodes) as fleet:
             addresses = fleet.wait_ready(timeout=30)
             err.print(
                 "[green]✓[/green] 3 nodes serving with mutual TLS: "
-                + ", ".join(f"{a} at {addr} (pid {n.process.pid if n.process else '?'})"
-                            for (a, addr), n in zip(addresses.items(), nodes, strict=True))
+                + ", ".join(
+                    f"{a} at {addr} (pid {n.process.pid if n.process else '?'})"
+                    for (a, addr), n in zip(addresses.items(), nodes, strict=True)
+                )
             )
             federation_file = fed.write_federation_file(addresses)
             config = coordinator.load_federation(federation_file)
@@ -110,11 +113,15 @@ def run_demo(
                 for number, query in enumerate(demo_queries(), start=1):
                     result = hub.query(query.spec)
                     if as_json:
-                        results.append({"title": query.title, **coordinator.result_json(result)})
+                        results.append(
+                            {"title": query.title, **coordinator.result_json(result)}
+                        )
                     else:
                         out.print()
                         out.print(
-                            coordinator.render_result(result, title=f"{number}. {query.title}")
+                            coordinator.render_result(
+                                result, title=f"{number}. {query.title}"
+                            )
                         )
             codes = fleet.stop()
         clean = all(code == 0 for code in codes.values())
@@ -125,15 +132,21 @@ def run_demo(
         )
     if as_json:
         out.print_json(json.dumps(results, default=str))
-    err.print(f"[bold]done[/bold] in {time.perf_counter() - start:.1f} s; nothing left running")
+    err.print(
+        f"[bold]done[/bold] in {time.perf_counter() - start:.1f} s; nothing left running"
+    )
     return 0 if clean else 1
 
 
 def _describe_sites(fed: DemoFederation, err: Console) -> None:
-    table = Table(title=f"federation {fed.name!r}: CA in {fed.ca_dir.name}/", title_justify="left")
+    table = Table(
+        title=f"federation {fed.name!r}: CA in {fed.ca_dir.name}/", title_justify="left"
+    )
     for column in ("agency", "who", "rows", "source", "declared policy"):
         table.add_column(column, overflow="fold")
     for site in fed.sites:
         rules = "\n".join(policies.summarise(policies.load_policy(site.policy).policy))
-        table.add_row(site.agency, site.title, f"{site.rows:,}", site.source_kind, rules)
+        table.add_row(
+            site.agency, site.title, f"{site.rows:,}", site.source_kind, rules
+        )
     err.print(table)

@@ -25,7 +25,8 @@ cli = typer.Typer(
 _err = Console(stderr=True, highlight=False)
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="The node's node.toml.", show_default=False)
+    Path,
+    typer.Option("--config", "-c", help="The node's node.toml.", show_default=False),
 ]
 
 
@@ -39,7 +40,9 @@ def _load(config: Path) -> NodeConfig:
     try:
         return load_node_config(config)
     except tomlconf.ConfigError as exc:
-        raise _fail(f"invalid node configuration:\n{exc}", ExitCode.CONFIG_INVALID) from None
+        raise _fail(
+            f"invalid node configuration:\n{exc}", ExitCode.CONFIG_INVALID
+        ) from None
 
 
 @cli.command("serve")
@@ -47,7 +50,9 @@ def serve_command(
     config: ConfigOption,
     insecure: Annotated[
         bool,
-        typer.Option("--insecure", help="Serve plaintext gRPC without mutual TLS (unsafe)."),
+        typer.Option(
+            "--insecure", help="Serve plaintext gRPC without mutual TLS (unsafe)."
+        ),
     ] = False,
     enable_reflection: Annotated[
         bool, typer.Option("--enable-reflection", help="Serve gRPC server reflection.")
@@ -60,7 +65,9 @@ def serve_command(
     ] = "text",
     ready_file: Annotated[
         Path | None,
-        typer.Option("--ready-file", help="Write address, port and pid here once serving."),
+        typer.Option(
+            "--ready-file", help="Write address, port and pid here once serving."
+        ),
     ] = None,
 ) -> None:
     """Serve the node until SIGTERM or SIGINT."""

@@ -134,7 +134,9 @@ class ColumnSpec(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> ColumnSpec:
         if self.type == "category" and not self.categories:
-            raise ValueError("a category column needs its public domain in `categories`")
+            raise ValueError(
+                "a category column needs its public domain in `categories`"
+            )
         if self.type != "category" and self.categories:
             raise ValueError("`categories` is only for columns of type category")
         if len(set(self.categories)) != len(self.categories):

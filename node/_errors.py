@@ -17,11 +17,10 @@ import logging
 from collections.abc import Iterator
 
 import grpc
+from accord.v1 import types_pb2
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-
-from accord.v1 import types_pb2
 
 DOMAIN = "accord"
 
@@ -77,7 +76,7 @@ class InvalidQuery(NodeError):
         self.reason = reason
 
     def details(self) -> list[any_pb2.Any]:
-        """A ``BadRequest`` with the field violation."""
+        """Return a ``BadRequest`` with the field violation."""
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from accord.v1 import types_pb2
+
 from node._config import ColumnSpec, DatasetSpec
 from node._errors import InvalidQuery
 
@@ -67,7 +68,7 @@ class Query:
         return frozenset(cols)
 
     def actions(self) -> frozenset[str]:
-        """The aggregate functions used, as policy actions."""
+        """Return the aggregate functions used, as policy actions."""
         return frozenset(a.function for a in self.aggregations)
 
 
@@ -100,7 +101,9 @@ def check_query(query: Query, datasets: dict[str, DatasetSpec]) -> DatasetSpec:
     for i, flt in enumerate(query.filters):
         _check_filter(f"filters[{i}]", flt, dataset)
     if len(query.group_by) > MAX_GROUP_BY:
-        raise InvalidQuery("group_by", f"at most {MAX_GROUP_BY} group-by column for now")
+        raise InvalidQuery(
+            "group_by", f"at most {MAX_GROUP_BY} group-by column for now"
+        )
     if len(set(query.group_by)) != len(query.group_by):
         raise InvalidQuery("group_by", "a column is listed twice")
     for i, name in enumerate(query.group_by):
@@ -116,7 +119,7 @@ def check_query(query: Query, datasets: dict[str, DatasetSpec]) -> DatasetSpec:
 
 
 def group_domain(spec: ColumnSpec) -> tuple[Scalar, ...]:
-    """The declared, public keys of a group-by column."""
+    """Return the declared, public keys of a group-by column."""
     if spec.type == "boolean":
         return (False, True)
     return tuple(spec.categories)
@@ -151,7 +154,9 @@ def _check_filter(field: str, flt: Filter, dataset: DatasetSpec) -> None:
     spec = _column(f"{field}.column", flt.column, dataset)
     if flt.op == "in":
         if not 1 <= len(flt.values) <= MAX_IN_VALUES:
-            raise InvalidQuery(f"{field}.values", f"in needs 1 to {MAX_IN_VALUES} values")
+            raise InvalidQuery(
+                f"{field}.values", f"in needs 1 to {MAX_IN_VALUES} values"
+            )
     elif flt.op == "between":
         if len(flt.values) != 2:
             raise InvalidQuery(f"{field}.values", "between needs exactly two values")
@@ -164,7 +169,11 @@ def _check_filter(field: str, flt: Filter, dataset: DatasetSpec) -> None:
             types_pb2.ERROR_REASON_TYPE_MISMATCH,
         )
     for j, value in enumerate(flt.values):
-        where = f"{field}.value" if flt.op not in ("in", "between") else f"{field}.values[{j}]"
+        where = (
+            f"{field}.value"
+            if flt.op not in ("in", "between")
+            else f"{field}.values[{j}]"
+        )
         _check_value(where, value, spec, flt.column)
     if flt.op == "between" and flt.values[0] > flt.values[1]:  # type: ignore[operator]
         raise InvalidQuery(f"{field}.values", "between needs lower <= upper")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from google.protobuf import timestamp_pb2
-
 from accord.v1 import node_service_pb2 as pb
 from accord.v1 import types_pb2
+from google.protobuf import timestamp_pb2
+
 from node._config import ColumnSpec, DatasetSpec
 from node._errors import InvalidQuery
 from node._query import Access, Aggregation, Filter, Function, Operator, Query, Scalar
@@ -18,7 +18,11 @@ _FUNCTIONS: dict[int, Function] = {
     pb.AGGREGATE_FUNCTION_SUM: "sum",
     pb.AGGREGATE_FUNCTION_MEAN: "mean",
 }
-_FUNCTION_CODES = {v: k for k, v in _FUNCTIONS.items()}
+_FUNCTION_CODES: dict[Function, pb.AggregateFunction.ValueType] = {
+    "count": pb.AGGREGATE_FUNCTION_COUNT,
+    "sum": pb.AGGREGATE_FUNCTION_SUM,
+    "mean": pb.AGGREGATE_FUNCTION_MEAN,
+}
 _OPERATORS: dict[int, Operator] = {
     pb.FILTER_OPERATOR_EQUAL: "=",
     pb.FILTER_OPERATOR_NOT_EQUAL: "!=",
@@ -144,7 +148,7 @@ def groups_to_proto(groups: list[GroupRow]) -> list[pb.GroupResult]:
 
 
 def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    """An aware datetime as a ``Timestamp``."""
+    """Convert an aware datetime to a ``Timestamp``."""
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(moment)
     return ts

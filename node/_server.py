@@ -16,13 +16,13 @@ from pathlib import Path
 from types import FrameType
 
 import grpc
+from accord.v1 import node_service_pb2, node_service_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import pki
 import policies
 import tomlconf
-from accord.v1 import node_service_pb2, node_service_pb2_grpc
 from node._config import NodeConfig
 from node._errors import NodeStartupError
 from node._exit import ExitCode
@@ -35,7 +35,7 @@ SERVICE_NAME = node_service_pb2.DESCRIPTOR.services_by_name["NodeService"].full_
 
 
 def node_version() -> str:
-    """The installed Accord version."""
+    """Return the installed Accord version."""
     try:
         return metadata.version("accord")
     except metadata.PackageNotFoundError:  # pragma: no cover - source checkout
@@ -77,7 +77,9 @@ class NodeServer:
             source.close()
 
 
-def _identity(config: NodeConfig, insecure: bool, clock: Clock) -> tuple[pki.Identity, pki.TlsMaterial | None]:
+def _identity(
+    config: NodeConfig, insecure: bool, clock: Clock
+) -> tuple[pki.Identity, pki.TlsMaterial | None]:
     if config.tls is None:
         if not insecure:
             raise NodeStartupError(
@@ -85,7 +87,9 @@ def _identity(config: NodeConfig, insecure: bool, clock: Clock) -> tuple[pki.Ide
                 "plaintext node on a trusted network",
                 ExitCode.TLS_INVALID,
             )
-        return pki.Identity("insecure", config.node.agency, "node", config.node.name), None
+        return pki.Identity(
+            "insecure", config.node.agency, "node", config.node.name
+        ), None
     files = pki.TlsFiles(ca=config.tls.ca, cert=config.tls.cert, key=config.tls.key)
     try:
         material = files.read()
@@ -127,7 +131,9 @@ def create_server(
     try:
         loaded = policies.load_policy(config.policy.file)
     except tomlconf.ConfigError as exc:
-        raise NodeStartupError(f"policy invalid:\n{exc}", ExitCode.POLICY_INVALID) from None
+        raise NodeStartupError(
+            f"policy invalid:\n{exc}", ExitCode.POLICY_INVALID
+        ) from None
     if loaded.policy.policy.agency != config.node.agency:
         raise NodeStartupError(
             f"{config.policy.file}: policy.agency is {loaded.policy.policy.agency!r}, "
@@ -153,7 +159,10 @@ def create_server(
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.node.max_workers),
-        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 << 20)],
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", 16 << 20),
+        ],
     )
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
@@ -191,7 +200,9 @@ def create_server(
 def write_ready_file(path: Path, node: NodeServer) -> None:
     """Atomically write ``{"address", "port", "pid"}`` once the node serves."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"address": node.address, "port": node.port, "pid": os.getpid()}))
+    tmp.write_text(
+        json.dumps({"address": node.address, "port": node.port, "pid": os.getpid()})
+    )
     tmp.replace(path)
 
 
@@ -211,17 +222,24 @@ def serve(node: NodeServer, *, ready_file: Path | None = None) -> int:
         node.start()
         _log.info(
             "node serving",
-            extra={"fields": {"address": node.address, "identity": node.servicer.identity_uri}},
+            extra={
+                "fields": {
+                    "address": node.address,
+                    "identity": node.servicer.identity_uri,
+                }
+            },
         )
         if ready_file is not None:
             write_ready_file(ready_file, node)
         while not stop.wait(0.5):
             pass
         name = signal.Signals(received[0]).name if received else "stop"
-        _log.info("shutting down", extra={"fields": {"signal": name, "grace_s": node.grace}})
+        _log.info(
+            "shutting down", extra={"fields": {"signal": name, "grace_s": node.grace}}
+        )
         node.stop()
         _log.info("node stopped")
         return ExitCode.SUCCESS
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import grpc
+from accord.v1 import node_service_pb2 as pb
+from accord.v1 import node_service_pb2_grpc as pb_grpc
 
 import pki
 import policies
-from accord.v1 import node_service_pb2 as pb
-from accord.v1 import node_service_pb2_grpc as pb_grpc
 from node._config import DatasetSpec
 from node._errors import PolicyDenied, ShuttingDown, SourceUnavailable, rpc_errors
 from node._query import Query, check_query
@@ -83,7 +83,9 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         if identity is None:
             # Only reachable on an --insecure server: TLS requires a certificate.
             return INSECURE_REQUESTER
-        return policies.Requester(uri=identity.uri, agency=identity.agency, role=identity.role)
+        return policies.Requester(
+            uri=identity.uri, agency=identity.agency, role=identity.role
+        )
 
     def GetNodeInfo(
         self, request: pb.GetNodeInfoRequest, context: grpc.ServicerContext
@@ -99,7 +101,9 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
                 identity=ident.uri,
                 version=self._version,
                 policy_digest=self._policy.current.digest,
-                datasets=[dataset_to_proto(ident.agency, d) for d in self._datasets.values()],
+                datasets=[
+                    dataset_to_proto(ident.agency, d) for d in self._datasets.values()
+                ],
                 caller_identity=requester.uri,
                 started_at=timestamp(self._started_at),
             )
@@ -132,7 +136,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
     def decide(
         self, requester: policies.Requester, query: Query, loaded: policies.LoadedPolicy
     ) -> policies.Decision:
-        """The one decision point before any data is touched."""
+        """Decide the request: the one decision point before any data is touched."""
         access = policies.AccessRequest(
             requester=requester,
             dataset=query.dataset,

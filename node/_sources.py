@@ -34,7 +34,7 @@ class DataSource(abc.ABC):
 
     @abc.abstractmethod
     def table(self) -> TableClause:
-        """The table to select from, with the declared columns."""
+        """Return the table to select from, with the declared columns."""
 
     @abc.abstractmethod
     def run(self, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:
@@ -85,7 +85,7 @@ class DuckDbFileSource(DataSource):
             ) from None
 
     def table(self) -> TableClause:
-        """The DuckDB view over the file."""
+        """Return the DuckDB view over the file."""
         return sa.table(self.VIEW, *(sa.column(n) for n in self.dataset.columns))
 
     def run(self, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:
@@ -118,7 +118,8 @@ class SqlAlchemySource(DataSource):
             self._engine = sa.create_engine(url, pool_pre_ping=True)
             inspector = sa.inspect(self._engine)
             present = {
-                c["name"] for c in inspector.get_columns(source.table, schema=source.db_schema)
+                c["name"]
+                for c in inspector.get_columns(source.table, schema=source.db_schema)
             }
         except sa.exc.NoSuchTableError:
             raise SourceError(
@@ -136,11 +137,13 @@ class SqlAlchemySource(DataSource):
                 + ", ".join(missing)
             )
         self._table = sa.table(
-            source.table, *(sa.column(n) for n in dataset.columns), schema=source.db_schema
+            source.table,
+            *(sa.column(n) for n in dataset.columns),
+            schema=source.db_schema,
         )
 
     def table(self) -> TableClause:
-        """The declared table."""
+        """Return the declared table."""
         return self._table
 
     def run(self, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:

@@ -81,17 +81,18 @@ def assemble(
     by_key: dict[tuple[Scalar, ...], Sequence[Any]] = {}
     for row in rows:
         key = tuple(
-            _normalise(row[i], dataset.columns[query.group_by[i]].type) for i in range(width)
+            _normalise(row[i], dataset.columns[query.group_by[i]].type)
+            for i in range(width)
         )
         by_key[key] = row
     domains = [group_domain(dataset.columns[name]) for name in query.group_by]
     groups = []
     for key in itertools.product(*domains):
-        row = by_key.get(key)
+        found: Sequence[Any] = by_key.get(key, ())
         partials = []
         for i, agg in enumerate(query.aggregations):
-            count = int(row[width + 2 * i]) if row is not None else 0
-            raw_sum = row[width + 2 * i + 1] if row is not None else None
+            count = int(found[width + 2 * i]) if found else 0
+            raw_sum = found[width + 2 * i + 1] if found else None
             total = float(raw_sum) if raw_sum is not None else 0.0
             if agg.function == "count":
                 value: float | None = float(count)

@@ -33,7 +33,9 @@ def evaluate(
     """
     header = policy.policy
 
-    def deny(reason: str, rules: tuple[str, ...] = (), unmet: tuple[str, ...] = ()) -> Decision:
+    def deny(
+        reason: str, rules: tuple[str, ...] = (), unmet: tuple[str, ...] = ()
+    ) -> Decision:
         return Decision(False, rules, reason, header.uid, digest, unmet)
 
     if header.valid_from is not None and now < header.valid_from:
@@ -47,8 +49,12 @@ def evaluate(
     for rule in policy.permissions:
         unmet = _unmet(rule, request, prohibition=False)
         if not unmet:
-            return Decision(True, (rule.uid,), f"permitted by rule {rule.uid}", header.uid, digest)
-        if "assignee" not in unmet and (nearest is None or len(unmet) < len(nearest[1])):
+            return Decision(
+                True, (rule.uid,), f"permitted by rule {rule.uid}", header.uid, digest
+            )
+        if "assignee" not in unmet and (
+            nearest is None or len(unmet) < len(nearest[1])
+        ):
             nearest = (rule.uid, unmet)
     if nearest is not None:
         uid, unmet = nearest

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tomlconf
-
 from policies._model import Policy
 
 

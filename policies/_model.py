@@ -20,7 +20,9 @@ class _Strict(BaseModel):
 class PolicyHeader(_Strict):
     """The ``[policy]`` table: identity and validity of the policy."""
 
-    uid: str = Field(min_length=1, description="Unique id, e.g. urn:accord:agency-a:policy:7")
+    uid: str = Field(
+        min_length=1, description="Unique id, e.g. urn:accord:agency-a:policy:7"
+    )
     agency: str = Field(pattern=_IDENT, description="The agency declaring the policy")
     version: int = Field(ge=1, default=1)
     default: Literal["deny"] = "deny"
@@ -31,7 +33,9 @@ class PolicyHeader(_Strict):
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            raise ValueError("expected a date-time with a UTC offset, e.g. 2026-01-01T00:00:00Z")
+            raise ValueError(
+                "expected a date-time with a UTC offset, e.g. 2026-01-01T00:00:00Z"
+            )
         return value
 
     @model_validator(mode="after")

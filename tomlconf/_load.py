@@ -22,7 +22,9 @@ def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigFileMissing([Problem(path, None, None, "", "file not found")]) from None
+        raise ConfigFileMissing(
+            [Problem(path, None, None, "", "file not found")]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigFileMissing(
             [Problem(path, None, None, "", f"cannot be read: {exc}")]
@@ -48,7 +50,7 @@ def validate(path: Path, text: str, data: dict[str, Any], model: type[M]) -> M:
         index = line_index(text)
         problems = []
         for err in exc.errors(include_url=False):
-            loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            loc = tuple(err["loc"])
             problems.append(
                 Problem(path, locate(index, loc), None, dotted(loc), _message(err))
             )

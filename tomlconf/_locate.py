@@ -8,7 +8,9 @@ from collections.abc import Sequence
 FieldPath = tuple[str | int, ...]
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*(\]\]?)\s*(#.*)?$")
-_KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+_KEY = re.compile(
+    r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
+)
 _PART = re.compile(r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'""")
 
 
@@ -28,7 +30,11 @@ def line_index(text: str) -> dict[FieldPath, int]:
     depth = 0  # open brackets/braces of a multi-line value
     for lineno, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
-        if depth == 0 and (header := _HEADER.match(line)) and not stripped.startswith("[="):
+        if (
+            depth == 0
+            and (header := _HEADER.match(line))
+            and not stripped.startswith("[=")
+        ):
             parts = _split_key(header.group(2))
             path = _resolve(tuple(parts), array_counts)
             if header.group(1) == "[[":
