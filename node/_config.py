@@ -45,6 +45,7 @@ class NodeSection(_Strict):
     max_workers: int = Field(default=8, ge=1, le=256)
     state_url: str = Field(
         default="sqlite:///node-state.db",
+        validate_default=True,
         description="SQLAlchemy URL of the node's own state (budgets, decision log)",
     )
 

@@ -74,6 +74,10 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         """The node's own identity."""
         return self._identity.uri
 
+    def policy_digest(self) -> str:
+        """Return the SHA-256 digest of the policy in force."""
+        return self._policy.current.digest
+
     def drain(self) -> None:
         """Refuse new queries from now on (shutdown has begun)."""
         self._draining.set()

@@ -58,6 +58,10 @@ class DuckDbFileSource(DataSource):
         names = list(dataset.columns)
         try:
             if source.kind == "csv":
+                header = self._con.read_csv(
+                    str(source.path), header=True, delimiter=source.delimiter
+                ).columns
+                _require(dataset, source.path, names, header)
                 rel = self._con.read_csv(
                     str(source.path),
                     header=True,
@@ -66,23 +70,24 @@ class DuckDbFileSource(DataSource):
                 )
             else:
                 rel = self._con.read_parquet(str(source.path))
-            missing = [n for n in names if n not in rel.columns]
-            if missing:
-                raise SourceError(
-                    f"dataset {dataset.id!r}: {source.path} lacks declared column(s) "
-                    + ", ".join(missing)
-                )
+                _require(dataset, source.path, names, rel.columns)
             casts = ", ".join(
                 f'CAST("{n}" AS {_DUCK_TYPES[c.type]}) AS "{n}"'
                 for n, c in dataset.columns.items()
             )
             rel.project(casts).create_view(self.VIEW)
-            self._con.execute(f'SELECT count(*) FROM "{self.VIEW}"').fetchall()
+            # Read every declared column once, so a type mismatch shows at start-up.
+            checks = ", ".join(f'count("{n}")' for n in names)
+            self._con.execute(f'SELECT {checks} FROM "{self.VIEW}"').fetchall()
         except duckdb.Error as exc:
+            self._con.close()
             raise SourceError(
                 f"dataset {dataset.id!r}: {source.path} does not match the declared "
                 f"columns: {type(exc).__name__}"
             ) from None
+        except SourceError:
+            self._con.close()
+            raise
 
     def table(self) -> TableClause:
         """Return the DuckDB view over the file."""
@@ -154,6 +159,17 @@ class SqlAlchemySource(DataSource):
     def close(self) -> None:
         """Dispose of the connection pool."""
         self._engine.dispose()
+
+
+def _require(
+    dataset: DatasetSpec, path: object, declared: list[str], present: list[str]
+) -> None:
+    missing = [n for n in declared if n not in present]
+    if missing:
+        raise SourceError(
+            f"dataset {dataset.id!r}: {path} lacks declared column(s) "
+            + ", ".join(missing)
+        )
 
 
 def open_source(dataset: DatasetSpec) -> DataSource:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ os.environ["FLWR_DISABLE_UPDATE_CHECK"] = "1"
 
 #: Small agencies keep the suite fast; sizes still differ per agency.
 TEST_ROWS = {"agency-a": 1_500, "agency-b": 900, "agency-c": 400}
+
+PROVISIONED_AT = datetime.now(UTC) - timedelta(days=40)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -70,7 +73,8 @@ def start_nodes(fed: DemoFederation) -> dict[str, node.NodeServer]:
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFederation]:
     """Three agencies (CSV, Parquet, SQLite) serving with mutual TLS, for the session."""
     root = tmp_path_factory.mktemp("federation")
-    fed = provision(root, rows=TEST_ROWS)
+    # Provisioned 40 days ago, so tests can also issue certificates that have expired.
+    fed = provision(root, rows=TEST_ROWS, now=PROVISIONED_AT)
     servers = start_nodes(fed)
     try:
         path = fed.write_federation_file({a: s.address for a, s in servers.items()})

@@ -1,0 +1,209 @@
+"""Every source kind gives the same answers: CSV, Parquet, SQLite, PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+import tomli_w
+
+import node
+from demo import PROFILES, SCHEMA, generate
+from demo._provision import _write_data
+from node._config import DatasetSpec
+from node._query import Access, Aggregation, Filter, Query
+from node._sources import SourceError, open_source
+from node._sql import assemble, build_select
+
+TABLE = generate(PROFILES["agency-b"], seed=11).slice(0, 700)
+
+QUERIES = [
+    Query(
+        "q",
+        "incidents",
+        (
+            Aggregation("count", None),
+            Aggregation("mean", "damage_eur"),
+            Aggregation("sum", "suspects"),
+        ),
+        (),
+        ("offence",),
+        Access(),
+    ),
+    Query(
+        "q",
+        "incidents",
+        (Aggregation("count", "damage_eur"),),
+        (
+            Filter("severity", "between", (2, 4)),
+            Filter("region", "in", ("east", "west")),
+        ),
+        ("cross_border",),
+        Access(),
+    ),
+    Query(
+        "q",
+        "incidents",
+        (Aggregation("sum", "damage_eur"),),
+        (Filter("month", "=", ("2025-03",)),),
+        (),
+        Access(),
+    ),
+]
+
+
+def spec_for(source: dict[str, Any]) -> DatasetSpec:
+    return DatasetSpec.model_validate(
+        {"id": "incidents", "source": source, "columns": SCHEMA}
+    )
+
+
+@pytest.fixture
+def pg_table(postgres_url: str) -> Iterator[str]:
+    name = f"incidents_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(postgres_url)
+    meta = sa.MetaData()
+    columns = {
+        "incident_id": sa.Text,
+        "region": sa.Text,
+        "offence": sa.Text,
+        "month": sa.Text,
+        "severity": sa.BigInteger,
+        "suspects": sa.BigInteger,
+        "damage_eur": sa.Float,
+        "cross_border": sa.Boolean,
+    }
+    table = sa.Table(name, meta, *(sa.Column(c, t) for c, t in columns.items()))
+    meta.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), TABLE.to_pylist())
+    yield name
+    meta.drop_all(engine)
+    engine.dispose()
+
+
+def results(spec: DatasetSpec) -> list[Any]:
+    source = open_source(spec)
+    try:
+        out = []
+        for query in QUERIES:
+            rows = source.run(build_select(query, spec, source.table()))
+            out.append(
+                [
+                    (g.key, [(p.count, round(p.sum, 6)) for p in g.partials])
+                    for g in assemble(query, spec, rows)
+                ]
+            )
+        return out
+    finally:
+        source.close()
+
+
+def test_file_and_sqlite_sources_agree(tmp_path: Path) -> None:
+    answers = []
+    for kind in ("csv", "parquet", "sqlite"):
+        source = _write_data(tmp_path / kind / "data", TABLE, kind)  # type: ignore[arg-type]
+        if "path" in source:
+            source["path"] = str(tmp_path / kind / source["path"])
+        else:
+            source["url"] = (
+                f"sqlite:///{tmp_path / kind / source['url'].removeprefix('sqlite:///')}"
+            )
+        answers.append(results(spec_for(source)))
+    assert answers[0] == answers[1] == answers[2]
+    counts = {key: parts[0][0] for key, parts in answers[0][0]}
+    offences = TABLE.column("offence").to_pylist()
+    assert counts == {(o,): offences.count(o) for o in SCHEMA["offence"]["categories"]}  # type: ignore[index]
+
+
+@pytest.mark.postgres
+def test_postgresql_agrees_with_duckdb(
+    tmp_path: Path, postgres_url: str, pg_table: str
+) -> None:
+    source = _write_data(tmp_path / "data", TABLE, "parquet")
+    source["path"] = str(tmp_path / source["path"])
+    assert results(
+        spec_for({"kind": "sql", "url": postgres_url, "table": pg_table})
+    ) == results(spec_for(source))
+
+
+@pytest.mark.postgres
+def test_a_node_serves_a_postgresql_table(
+    federation: Any, postgres_url: str, pg_table: str, tmp_path: Path
+) -> None:
+    site = next(s for s in federation.fed.sites if s.agency == "agency-b")
+    config = {
+        "node": {"agency": "agency-b", "listen": "127.0.0.1:0"},
+        "tls": {
+            k: str(site.folder / "pki" / f)
+            for k, f in (("ca", "ca.crt"), ("cert", "node.crt"), ("key", "node.key"))
+        },
+        "policy": {"file": str(site.policy)},
+        "datasets": [
+            {
+                "id": "incidents",
+                "source": {"kind": "sql", "url": postgres_url, "table": pg_table},
+                "columns": SCHEMA,
+            }
+        ],
+    }
+    path = tmp_path / "node.toml"
+    path.write_text(tomli_w.dumps(config))
+    server = node.create_server(node.load_node_config(path))
+    server.start()
+    try:
+        fed_file = federation.fed.write_federation_file(
+            {"agency-b": server.address}, path=tmp_path / "f.toml"
+        )
+        import coordinator
+
+        spec = coordinator.QuerySpec(
+            "incidents",
+            (
+                coordinator.Aggregation("count"),
+                coordinator.Aggregation("mean", "severity"),
+            ),
+            group_by=("region",),
+            purpose="statistics",
+        )
+        with coordinator.Coordinator.from_config(
+            coordinator.load_federation(fed_file)
+        ) as hub:
+            result = hub.query(spec)
+    finally:
+        server.stop(0)
+    assert result.contributors == ("agency-b/node",)
+    regions = TABLE.column("region").to_pylist()
+    got = {g.key[0]: g.values[0].value for g in result.groups}
+    assert got == {r: regions.count(r) for r in SCHEMA["region"]["categories"]}  # type: ignore[index]
+
+
+def test_a_file_lacking_a_declared_column_is_refused(tmp_path: Path) -> None:
+    source = _write_data(tmp_path / "data", TABLE.drop_columns(["suspects"]), "csv")
+    source["path"] = str(tmp_path / source["path"])
+    with pytest.raises(SourceError, match="suspects"):
+        open_source(spec_for(source))
+
+
+def test_a_csv_with_a_wrongly_typed_column_is_refused(tmp_path: Path) -> None:
+    broken = TABLE.set_column(
+        TABLE.schema.get_field_index("severity"),
+        "severity",
+        pa.array(["high"] * TABLE.num_rows),
+    )
+    source = _write_data(tmp_path / "data", broken, "csv")
+    source["path"] = str(tmp_path / source["path"])
+    with pytest.raises(SourceError, match="does not match the declared columns"):
+        open_source(spec_for(source))
+
+
+def test_a_missing_table_is_named(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    sa.create_engine(url).dispose()
+    with pytest.raises(SourceError, match="table 'incidents' not found"):
+        open_source(spec_for({"kind": "sql", "url": url, "table": "incidents"}))
