@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 
-from accord.v1 import node_service_pb2 as pb
-
 import pki
+from accord.v1 import node_service_pb2 as pb
 from coordinator._combine import FederatedResult, combine
 from coordinator._errors import NoNodeAnswered, SchemaMismatch, TlsSetupError
 from coordinator._fanout import fan_out

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from accord.v1 import node_service_pb2 as pb
 from accord.v1 import types_pb2
-
 from coordinator._outcome import NodeOutcome
 from coordinator._spec import Aggregation, QuerySpec, Scalar
 

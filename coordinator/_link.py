@@ -6,10 +6,10 @@ import abc
 from dataclasses import dataclass
 
 import grpc
-from accord.v1 import node_service_pb2 as pb
-from accord.v1 import node_service_pb2_grpc as pb_grpc
 
 import pki
+from accord.v1 import node_service_pb2 as pb
+from accord.v1 import node_service_pb2_grpc as pb_grpc
 
 
 @dataclass(frozen=True)

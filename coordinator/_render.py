@@ -6,11 +6,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from accord.v1 import node_service_pb2 as pb
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from accord.v1 import node_service_pb2 as pb
 from coordinator._combine import FederatedResult
 from coordinator._outcome import NodeOutcome
 

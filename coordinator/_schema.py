@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from accord.v1 import node_service_pb2 as pb
 from accord.v1 import types_pb2
-
 from coordinator._errors import SchemaMismatch
 from coordinator._serde import COLUMN_TYPE_NAMES
 from coordinator._spec import Filter, QuerySpec, Scalar

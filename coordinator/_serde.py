@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from accord.v1 import node_service_pb2 as pb
 from accord.v1 import types_pb2
-
 from coordinator._spec import Function, Operator, QuerySpec, Scalar
 
 _FUNCTION_CODES: dict[Function, pb.AggregateFunction.ValueType] = {

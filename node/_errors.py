@@ -17,10 +17,11 @@ import logging
 from collections.abc import Iterator
 
 import grpc
-from accord.v1 import types_pb2
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from accord.v1 import types_pb2
 
 DOMAIN = "accord"
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from accord.v1 import types_pb2
-
 from node._config import ColumnSpec, DatasetSpec
 from node._errors import InvalidQuery
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from accord.v1 import node_service_pb2 as pb
-from accord.v1 import types_pb2
 from google.protobuf import timestamp_pb2
 
+from accord.v1 import node_service_pb2 as pb
+from accord.v1 import types_pb2
 from node._config import ColumnSpec, DatasetSpec
 from node._errors import InvalidQuery
 from node._query import Access, Aggregation, Filter, Function, Operator, Query, Scalar

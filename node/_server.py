@@ -16,13 +16,13 @@ from pathlib import Path
 from types import FrameType
 
 import grpc
-from accord.v1 import node_service_pb2, node_service_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import pki
 import policies
 import tomlconf
+from accord.v1 import node_service_pb2, node_service_pb2_grpc
 from node._config import NodeConfig
 from node._errors import NodeStartupError
 from node._exit import ExitCode

@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import grpc
-from accord.v1 import node_service_pb2 as pb
-from accord.v1 import node_service_pb2_grpc as pb_grpc
 
 import pki
 import policies
+from accord.v1 import node_service_pb2 as pb
+from accord.v1 import node_service_pb2_grpc as pb_grpc
 from node._config import DatasetSpec
 from node._errors import PolicyDenied, ShuttingDown, SourceUnavailable, rpc_errors
 from node._query import Query, check_query
