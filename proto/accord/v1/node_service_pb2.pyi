@@ -248,6 +248,7 @@ class RunQueryRequest(_message.Message):
     FILTERS_FIELD_NUMBER: _builtins.int
     GROUP_BY_FIELD_NUMBER: _builtins.int
     ACCESS_FIELD_NUMBER: _builtins.int
+    PRIVACY_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     """Caller-chosen identifier, the same at every node of one federated query."""
     dataset_id: _builtins.str
@@ -268,6 +269,10 @@ class RunQueryRequest(_message.Message):
     def access(self) -> _types_pb2.AccessContext:
         """Purpose, legal basis and justification of the request."""
 
+    @_builtins.property
+    def privacy(self) -> Global___PrivacyRequest:
+        """The privacy loss the requester accepts for this query (within the policy's cap)."""
+
     def __init__(
         self,
         *,
@@ -277,14 +282,84 @@ class RunQueryRequest(_message.Message):
         filters: _abc.Iterable[Global___Filter] | None = ...,
         group_by: _abc.Iterable[_builtins.str] | None = ...,
         access: _types_pb2.AccessContext | None = ...,
+        privacy: Global___PrivacyRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access", b"access"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "privacy", b"privacy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "aggregations", b"aggregations", "dataset_id", b"dataset_id", "filters", b"filters", "group_by", b"group_by", "query_id", b"query_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "aggregations", b"aggregations", "dataset_id", b"dataset_id", "filters", b"filters", "group_by", b"group_by", "privacy", b"privacy", "query_id", b"query_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunQueryRequest: _TypeAlias = RunQueryRequest  # noqa: Y015
+
+@_typing.final
+class PrivacyRequest(_message.Message):
+    """The privacy loss a request asks to spend."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPSILON_FIELD_NUMBER: _builtins.int
+    RHO_FIELD_NUMBER: _builtins.int
+    epsilon: _builtins.float
+    """Pure differential privacy epsilon."""
+    rho: _builtins.float
+    """Zero-concentrated differential privacy rho."""
+    def __init__(
+        self,
+        *,
+        epsilon: _builtins.float = ...,
+        rho: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["epsilon", b"epsilon", "loss", b"loss", "rho", b"rho"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon", b"epsilon", "loss", b"loss", "rho", b"rho"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_loss: _TypeAlias = _typing.Literal["epsilon", "rho"]  # noqa: Y015
+    _WhichOneofArgType_loss: _TypeAlias = _typing.Literal["loss", b"loss"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_loss) -> _WhichOneofReturnType_loss | None: ...
+
+Global___PrivacyRequest: _TypeAlias = PrivacyRequest  # noqa: Y015
+
+@_typing.final
+class PrivacyCharge(_message.Message):
+    """What a request cost at a node, in zCDP rho."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RHO_CHARGED_FIELD_NUMBER: _builtins.int
+    RHO_REMAINING_FIELD_NUMBER: _builtins.int
+    EPSILON_REMAINING_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    rho_charged: _builtins.float
+    """The loss charged to the requester's budgets for this request."""
+    rho_remaining: _builtins.float
+    """The least remaining rho over the budgets that apply, after the charge."""
+    epsilon_remaining: _builtins.float
+    """The same remaining loss as epsilon at `delta`, for people."""
+    delta: _builtins.float
+    """The delta used for `epsilon_remaining`."""
+    def __init__(
+        self,
+        *,
+        rho_charged: _builtins.float = ...,
+        rho_remaining: _builtins.float | None = ...,
+        epsilon_remaining: _builtins.float | None = ...,
+        delta: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_epsilon_remaining", b"_epsilon_remaining", "_rho_remaining", b"_rho_remaining", "epsilon_remaining", b"epsilon_remaining", "rho_remaining", b"rho_remaining"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_epsilon_remaining", b"_epsilon_remaining", "_rho_remaining", b"_rho_remaining", "delta", b"delta", "epsilon_remaining", b"epsilon_remaining", "rho_charged", b"rho_charged", "rho_remaining", b"rho_remaining"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__epsilon_remaining: _TypeAlias = _typing.Literal["epsilon_remaining"]  # noqa: Y015
+    _WhichOneofArgType__epsilon_remaining: _TypeAlias = _typing.Literal["_epsilon_remaining", b"_epsilon_remaining"]  # noqa: Y015
+    _WhichOneofReturnType__rho_remaining: _TypeAlias = _typing.Literal["rho_remaining"]  # noqa: Y015
+    _WhichOneofArgType__rho_remaining: _TypeAlias = _typing.Literal["_rho_remaining", b"_rho_remaining"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__epsilon_remaining) -> _WhichOneofReturnType__epsilon_remaining | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rho_remaining) -> _WhichOneofReturnType__rho_remaining | None: ...
+
+Global___PrivacyCharge: _TypeAlias = PrivacyCharge  # noqa: Y015
 
 @_typing.final
 class AggregateResult(_message.Message):
@@ -367,12 +442,16 @@ class RunQueryResponse(_message.Message):
     GROUP_BY_FIELD_NUMBER: _builtins.int
     GROUPS_FIELD_NUMBER: _builtins.int
     MATCHED_RULES_FIELD_NUMBER: _builtins.int
+    PRIVACY_FIELD_NUMBER: _builtins.int
+    DECISION_SEQ_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     """Echo of the request's query_id."""
     agency: _builtins.str
     """The agency that answered."""
     policy_digest: _builtins.str
     """SHA-256 (hex) of the policy that allowed the query."""
+    decision_seq: _builtins.int
+    """Sequence number of the decision record in the node's log."""
     @_builtins.property
     def computed_at(self) -> _timestamp_pb2.Timestamp:
         """When the answer was computed."""
@@ -389,6 +468,10 @@ class RunQueryResponse(_message.Message):
     def matched_rules(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Identifiers of the policy rules that allowed the query."""
 
+    @_builtins.property
+    def privacy(self) -> Global___PrivacyCharge:
+        """What the query cost the requester's budgets."""
+
     def __init__(
         self,
         *,
@@ -399,11 +482,139 @@ class RunQueryResponse(_message.Message):
         group_by: _abc.Iterable[_builtins.str] | None = ...,
         groups: _abc.Iterable[Global___GroupResult] | None = ...,
         matched_rules: _abc.Iterable[_builtins.str] | None = ...,
+        privacy: Global___PrivacyCharge | None = ...,
+        decision_seq: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "privacy", b"privacy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "computed_at", b"computed_at", "group_by", b"group_by", "groups", b"groups", "matched_rules", b"matched_rules", "policy_digest", b"policy_digest", "query_id", b"query_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "computed_at", b"computed_at", "decision_seq", b"decision_seq", "group_by", b"group_by", "groups", b"groups", "matched_rules", b"matched_rules", "policy_digest", b"policy_digest", "privacy", b"privacy", "query_id", b"query_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunQueryResponse: _TypeAlias = RunQueryResponse  # noqa: Y015
+
+@_typing.final
+class GetBudgetRequest(_message.Message):
+    """Request of `GetBudget`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTER_FIELD_NUMBER: _builtins.int
+    requester: _builtins.str
+    """The requester (SAN URI) whose budgets to show; empty means the caller.
+    Only officers of the node's agency may name another requester.
+    """
+    def __init__(
+        self,
+        *,
+        requester: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requester", b"requester"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBudgetRequest: _TypeAlias = GetBudgetRequest  # noqa: Y015
+
+@_typing.final
+class Budget(_message.Message):
+    """One privacy budget of one requester."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGET_ID_FIELD_NUMBER: _builtins.int
+    REQUESTER_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    RHO_LIMIT_FIELD_NUMBER: _builtins.int
+    RHO_SPENT_FIELD_NUMBER: _builtins.int
+    RHO_REMAINING_FIELD_NUMBER: _builtins.int
+    EPSILON_REMAINING_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    ALERT_THRESHOLD_FIELD_NUMBER: _builtins.int
+    budget_id: _builtins.str
+    """The policy rule (budget id) that declares it."""
+    requester: _builtins.str
+    """The requester it applies to."""
+    purpose: _builtins.str
+    """The purpose it is restricted to, if any."""
+    scope: _builtins.str
+    """"lifetime" or the period, e.g. "P30D"."""
+    rho_limit: _builtins.float
+    """The limit, in zCDP rho."""
+    rho_spent: _builtins.float
+    """Spent so far in this period, in rho."""
+    rho_remaining: _builtins.float
+    """Remaining, in rho."""
+    epsilon_remaining: _builtins.float
+    """Remaining, as epsilon at `delta`."""
+    delta: _builtins.float
+    """The delta of the epsilon conversion."""
+    alert_threshold: _builtins.float
+    """Fraction of the limit at which the agency's officer is alerted."""
+    @_builtins.property
+    def period_start(self) -> _timestamp_pb2.Timestamp:
+        """Start of the current period (unset for lifetime budgets)."""
+
+    @_builtins.property
+    def period_end(self) -> _timestamp_pb2.Timestamp:
+        """End of the current period (unset for lifetime budgets)."""
+
+    def __init__(
+        self,
+        *,
+        budget_id: _builtins.str = ...,
+        requester: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        scope: _builtins.str = ...,
+        period_start: _timestamp_pb2.Timestamp | None = ...,
+        period_end: _timestamp_pb2.Timestamp | None = ...,
+        rho_limit: _builtins.float = ...,
+        rho_spent: _builtins.float = ...,
+        rho_remaining: _builtins.float = ...,
+        epsilon_remaining: _builtins.float = ...,
+        delta: _builtins.float = ...,
+        alert_threshold: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period_end", b"period_end", "period_start", b"period_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_threshold", b"alert_threshold", "budget_id", b"budget_id", "delta", b"delta", "epsilon_remaining", b"epsilon_remaining", "period_end", b"period_end", "period_start", b"period_start", "purpose", b"purpose", "requester", b"requester", "rho_limit", b"rho_limit", "rho_remaining", b"rho_remaining", "rho_spent", b"rho_spent", "scope", b"scope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Budget: _TypeAlias = Budget  # noqa: Y015
+
+@_typing.final
+class GetBudgetResponse(_message.Message):
+    """Response of `GetBudget`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTER_FIELD_NUMBER: _builtins.int
+    POLICY_DIGEST_FIELD_NUMBER: _builtins.int
+    BUDGETS_FIELD_NUMBER: _builtins.int
+    requester: _builtins.str
+    """The requester the budgets belong to."""
+    policy_digest: _builtins.str
+    """SHA-256 (hex) of the policy that declares the budgets."""
+    @_builtins.property
+    def budgets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Budget]:
+        """Every budget that applies to the requester."""
+
+    def __init__(
+        self,
+        *,
+        requester: _builtins.str = ...,
+        policy_digest: _builtins.str = ...,
+        budgets: _abc.Iterable[Global___Budget] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budgets", b"budgets", "policy_digest", b"policy_digest", "requester", b"requester"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBudgetResponse: _TypeAlias = GetBudgetResponse  # noqa: Y015

@@ -49,6 +49,11 @@ class NodeServiceStub:
                 request_serializer=accord_dot_v1_dot_node__service__pb2.RunQueryRequest.SerializeToString,
                 response_deserializer=accord_dot_v1_dot_node__service__pb2.RunQueryResponse.FromString,
                 _registered_method=True)
+        self.GetBudget = channel.unary_unary(
+                '/accord.v1.NodeService/GetBudget',
+                request_serializer=accord_dot_v1_dot_node__service__pb2.GetBudgetRequest.SerializeToString,
+                response_deserializer=accord_dot_v1_dot_node__service__pb2.GetBudgetResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -73,6 +78,13 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBudget(self, request, context):
+        """The caller's privacy budgets at this node (officers may name any requester).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -85,6 +97,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.RunQuery,
                     request_deserializer=accord_dot_v1_dot_node__service__pb2.RunQueryRequest.FromString,
                     response_serializer=accord_dot_v1_dot_node__service__pb2.RunQueryResponse.SerializeToString,
+            ),
+            'GetBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBudget,
+                    request_deserializer=accord_dot_v1_dot_node__service__pb2.GetBudgetRequest.FromString,
+                    response_serializer=accord_dot_v1_dot_node__service__pb2.GetBudgetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -146,6 +163,33 @@ class NodeService:
             '/accord.v1.NodeService/RunQuery',
             accord_dot_v1_dot_node__service__pb2.RunQueryRequest.SerializeToString,
             accord_dot_v1_dot_node__service__pb2.RunQueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.v1.NodeService/GetBudget',
+            accord_dot_v1_dot_node__service__pb2.GetBudgetRequest.SerializeToString,
+            accord_dot_v1_dot_node__service__pb2.GetBudgetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,8 @@ class NodeServiceStub:
     """Who this node is, what it publishes (schemas only) and the policy in force."""
     RunQuery: _grpc.UnaryUnaryMultiCallable[_node_service_pb2.RunQueryRequest, _node_service_pb2.RunQueryResponse]
     """Runs an aggregate query over one dataset, if the node's policy allows it."""
+    GetBudget: _grpc.UnaryUnaryMultiCallable[_node_service_pb2.GetBudgetRequest, _node_service_pb2.GetBudgetResponse]
+    """The caller's privacy budgets at this node (officers may name any requester)."""
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -57,6 +59,8 @@ class NodeServiceAsyncStub(NodeServiceStub):
     """Who this node is, what it publishes (schemas only) and the policy in force."""
     RunQuery: _aio.UnaryUnaryMultiCallable[_node_service_pb2.RunQueryRequest, _node_service_pb2.RunQueryResponse]  # type: ignore[assignment]
     """Runs an aggregate query over one dataset, if the node's policy allows it."""
+    GetBudget: _aio.UnaryUnaryMultiCallable[_node_service_pb2.GetBudgetRequest, _node_service_pb2.GetBudgetResponse]  # type: ignore[assignment]
+    """The caller's privacy budgets at this node (officers may name any requester)."""
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     """An agency's node: metadata about what it holds, and aggregate queries over it.
@@ -81,5 +85,13 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_node_service_pb2.RunQueryResponse, _abc.Awaitable[_node_service_pb2.RunQueryResponse]]:
         """Runs an aggregate query over one dataset, if the node's policy allows it."""
+
+    @_abc_1.abstractmethod
+    def GetBudget(
+        self,
+        request: _node_service_pb2.GetBudgetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_service_pb2.GetBudgetResponse, _abc.Awaitable[_node_service_pb2.GetBudgetResponse]]:
+        """The caller's privacy budgets at this node (officers may name any requester)."""
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
