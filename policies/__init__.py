@@ -12,6 +12,7 @@ from policies._model import Policy as Policy
 from policies._model import PolicyHeader as PolicyHeader
 from policies._model import Rule as Rule
 from policies._request import AccessRequest as AccessRequest
+from policies._request import BudgetCharge as BudgetCharge
 from policies._request import Decision as Decision
 from policies._request import Requester as Requester
 from policies._summary import describe_rule as describe_rule
@@ -20,6 +21,7 @@ from policies._summary import summarise as summarise
 __all__ = [
     "ACTIONS",
     "AccessRequest",
+    "BudgetCharge",
     "Decision",
     "LoadedPolicy",
     "Policy",

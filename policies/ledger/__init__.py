@@ -1,0 +1,19 @@
+"""The privacy-budget ledger: atomic, per-requester zCDP spending at one node."""
+
+from policies.ledger._errors import BudgetExhausted as BudgetExhausted
+from policies.ledger._errors import LedgerError as LedgerError
+from policies.ledger._ledger import Balance as Balance
+from policies.ledger._ledger import BudgetLedger as BudgetLedger
+from policies.ledger._ledger import MemoryBudgetLedger as MemoryBudgetLedger
+from policies.ledger._sql import SqlBudgetLedger as SqlBudgetLedger
+from policies.ledger._storage import make_engine as make_engine
+
+__all__ = [
+    "Balance",
+    "BudgetExhausted",
+    "BudgetLedger",
+    "LedgerError",
+    "MemoryBudgetLedger",
+    "SqlBudgetLedger",
+    "make_engine",
+]
