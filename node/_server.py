@@ -57,6 +57,9 @@ class NodeServer:
     servicer: NodeServicer
     sources: dict[str, DataSource]
     grace: float
+    policy_file: Path
+    policy: PolicyHolder
+    agency: str
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -64,6 +67,28 @@ class NodeServer:
         self.server.start()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def reload_policy(self) -> bool:
+        """Load the policy file again and put it in force atomically, if valid.
+
+        An invalid file is refused and the policy in force stays; both outcomes are
+        logged. Returns whether the new policy is in force.
+        """
+        old = self.policy.current
+        try:
+            loaded = load_checked_policy(self.policy_file, self.agency)
+        except NodeStartupError as exc:
+            _log.error(
+                "policy reload refused; the previous policy stays in force",
+                extra={"fields": {"policy_digest": old.digest, "problem": str(exc)}},
+            )
+            return False
+        self.policy.replace(loaded)
+        _log.info(
+            "policy reloaded",
+            extra={"fields": {"old_digest": old.digest, "new_digest": loaded.digest}},
+        )
+        return True
 
     def stop(self, grace: float | None = None) -> None:
         """Go NOT_SERVING, let in-flight calls finish within ``grace``, release sources."""
@@ -113,6 +138,29 @@ def _identity(
     return identity, (None if insecure else material)
 
 
+def load_checked_policy(path: Path, agency: str) -> policies.LoadedPolicy:
+    """Load the policy file and check it belongs to ``agency``.
+
+    Raises
+    ------
+    NodeStartupError
+        With ``ExitCode.POLICY_INVALID`` and every problem found.
+    """
+    try:
+        loaded = policies.load_policy(path)
+    except tomlconf.ConfigError as exc:
+        raise NodeStartupError(
+            f"policy invalid:\n{exc}", ExitCode.POLICY_INVALID
+        ) from None
+    if loaded.policy.policy.agency != agency:
+        raise NodeStartupError(
+            f"{path}: policy.agency is {loaded.policy.policy.agency!r}, but node.toml "
+            f"declares agency {agency!r}",
+            ExitCode.POLICY_INVALID,
+        )
+    return loaded
+
+
 def create_server(
     config: NodeConfig,
     *,
@@ -149,12 +197,13 @@ def create_server(
         for source in sources.values():
             source.close()
         raise NodeStartupError(str(exc), ExitCode.SOURCE_INVALID) from None
+    holder = PolicyHolder(loaded)
     servicer = NodeServicer(
         identity=identity,
         version=node_version(),
         datasets={d.id: d for d in config.datasets},
         sources=sources,
-        policy=PolicyHolder(loaded),
+        policy=holder,
         clock=clock,
     )
     server = grpc.server(
@@ -194,6 +243,9 @@ def create_server(
         servicer=servicer,
         sources=sources,
         grace=config.node.grace_seconds,
+        policy_file=config.policy.file,
+        policy=holder,
+        agency=config.node.agency,
     )
 
 
@@ -207,17 +259,26 @@ def write_ready_file(path: Path, node: NodeServer) -> None:
 
 
 def serve(node: NodeServer, *, ready_file: Path | None = None) -> int:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully; return the exit code."""
+    """Serve until SIGTERM or SIGINT, then shut down gracefully; return the exit code.
+
+    SIGHUP reloads the policy file (an invalid one is refused; the old one stays).
+    """
     stop = threading.Event()
+    reload = threading.Event()
     received: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         received.append(signum)
         stop.set()
 
+    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+        reload.set()
+        stop.set()
+
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous[signum] = signal.signal(signum, on_signal)
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     try:
         node.start()
         _log.info(
@@ -231,8 +292,14 @@ def serve(node: NodeServer, *, ready_file: Path | None = None) -> int:
         )
         if ready_file is not None:
             write_ready_file(ready_file, node)
-        while not stop.wait(0.5):
-            pass
+        while True:
+            stop.wait()
+            if reload.is_set() and not received:
+                reload.clear()
+                stop.clear()
+                node.reload_policy()
+                continue
+            break
         name = signal.Signals(received[0]).name if received else "stop"
         _log.info(
             "shutting down", extra={"fields": {"signal": name, "grace_s": node.grace}}

@@ -137,6 +137,17 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def GetBudget(
+        self, request: pb.GetBudgetRequest, context: grpc.ServicerContext
+    ) -> pb.GetBudgetResponse:
+        """Return the caller's budgets (the policy declares them)."""
+        with rpc_errors(context):
+            requester = self._requester(context)
+            return pb.GetBudgetResponse(
+                requester=requester.uri, policy_digest=self._policy.current.digest
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def decide(
         self, requester: policies.Requester, query: Query, loaded: policies.LoadedPolicy
     ) -> policies.Decision:
