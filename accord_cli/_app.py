@@ -7,6 +7,9 @@ import os
 # Flower phones home unless told not to; set before anything imports flwr.
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+# gRPC's C core would write its own unstructured lines to stderr (failed handshakes,
+# bind errors); Accord reports those itself. Set GRPC_VERBOSITY to see them anyway.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +20,8 @@ from rich.console import Console
 import coordinator
 import node
 import pki
+import policies
+import policies.auditlog
 
 app = typer.Typer(
     name="accord",
@@ -76,6 +81,8 @@ def demo_command(
 
 app.add_typer(node.cli, name="node")
 app.add_typer(pki.cli, name="pki")
+app.add_typer(policies.cli, name="policy")
+app.add_typer(policies.auditlog.cli, name="audit")
 app.registered_commands.extend(coordinator.cli.registered_commands)
 
 

@@ -53,7 +53,9 @@ InsecureOption = Annotated[
 
 def _fail(message: str, code: int) -> typer.Exit:
     _err.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    _err.print(f"[dim]exit {code}: {EXIT_CODE_HELP.get(code, '')}[/dim]")
+    _err.print(
+        f"[dim]exit {code}: {EXIT_CODE_HELP.get(code, '')}[/dim]", soft_wrap=True
+    )
     return typer.Exit(code)
 
 
@@ -62,7 +64,7 @@ def _federation(path: Path) -> FederationConfig:
         return load_federation(path)
     except tomlconf.ConfigError as exc:
         raise _fail(
-            f"invalid federation file:\n{exc}", ExitCode.FEDERATION_INVALID
+            f"invalid federation file: {exc}", ExitCode.FEDERATION_INVALID
         ) from None
 
 

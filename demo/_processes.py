@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -14,20 +13,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-_PR_SET_PDEATHSIG = 1
-
 
 class NodeStartFailed(RuntimeError):
     """A node process exited or did not report ready in time."""
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Ask Linux to SIGTERM this child if the parent dies (even by SIGKILL)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def node_command(config: Path, ready_file: Path, *extra: str) -> list[str]:
@@ -76,7 +64,9 @@ class NodeProcess:
         self.ready_file.unlink(missing_ok=True)
         self._log = self.log_file.open("ab")
         env = dict(
-            os.environ, FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1"
+            os.environ, FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1",
+            # The node asks Linux to stop it should this process die, even by SIGKILL.
+            ACCORD_PARENT_PID=str(os.getpid()),
         )
         self.process = subprocess.Popen(
             node_command(self.config, self.ready_file, *self.extra_args),
@@ -84,7 +74,6 @@ class NodeProcess:
             stdout=self._log,
             stderr=self._log,
             env=env,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 
     def wait_ready(self, timeout: float) -> str:

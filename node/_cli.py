@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -32,7 +36,9 @@ ConfigOption = Annotated[
 
 def _fail(message: str, code: int) -> typer.Exit:
     _err.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
-    _err.print(f"[dim]exit {code}: {EXIT_CODE_HELP.get(code, '')}[/dim]")
+    _err.print(
+        f"[dim]exit {code}: {EXIT_CODE_HELP.get(code, '')}[/dim]", soft_wrap=True
+    )
     return typer.Exit(code)
 
 
@@ -41,8 +47,23 @@ def _load(config: Path) -> NodeConfig:
         return load_node_config(config)
     except tomlconf.ConfigError as exc:
         raise _fail(
-            f"invalid node configuration:\n{exc}", ExitCode.CONFIG_INVALID
+            f"invalid node configuration: {exc}", ExitCode.CONFIG_INVALID
         ) from None
+
+
+def _follow_parent() -> None:
+    """Under a supervisor that set ACCORD_PARENT_PID, stop when that process dies.
+
+    Linux delivers SIGTERM to the node when its parent exits, even by SIGKILL, so a
+    crashed supervisor (``accord demo``, a test) never leaves a node behind.
+    """
+    expected = os.environ.get("ACCORD_PARENT_PID", "")
+    if not expected.isdigit() or not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != int(expected):  # the parent died before prctl took effect
+        raise typer.Exit(ExitCode.SUCCESS)
 
 
 @cli.command("serve")
@@ -73,13 +94,15 @@ def serve_command(
     """Serve the node until SIGTERM or SIGINT."""
     if log_format not in ("text", "json"):
         raise _fail("--log-format: expected text or json", ExitCode.USAGE)
+    _follow_parent()
     fmt: LogFormat = "json" if log_format == "json" else "text"
     configure_logging(fmt)
     cfg = _load(config)
     if insecure:
         _err.print(
             "[bold yellow]warning:[/bold yellow] --insecure: plaintext gRPC, no client "
-            "certificates; any caller on the network can query this node"
+            "certificates; any caller on the network can query this node",
+            soft_wrap=True,
         )
     try:
         node = create_server(

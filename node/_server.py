@@ -150,7 +150,7 @@ def load_checked_policy(path: Path, agency: str) -> policies.LoadedPolicy:
         loaded = policies.load_policy(path)
     except tomlconf.ConfigError as exc:
         raise NodeStartupError(
-            f"policy invalid:\n{exc}", ExitCode.POLICY_INVALID
+            f"policy invalid: {exc}", ExitCode.POLICY_INVALID
         ) from None
     if loaded.policy.policy.agency != agency:
         raise NodeStartupError(
@@ -180,7 +180,7 @@ def create_server(
         loaded = policies.load_policy(config.policy.file)
     except tomlconf.ConfigError as exc:
         raise NodeStartupError(
-            f"policy invalid:\n{exc}", ExitCode.POLICY_INVALID
+            f"policy invalid: {exc}", ExitCode.POLICY_INVALID
         ) from None
     if loaded.policy.policy.agency != config.node.agency:
         raise NodeStartupError(
@@ -273,7 +273,6 @@ def serve(node: NodeServer, *, ready_file: Path | None = None) -> int:
 
     def on_hangup(_signum: int, _frame: FrameType | None) -> None:
         reload.set()
-        stop.set()
 
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -292,14 +291,13 @@ def serve(node: NodeServer, *, ready_file: Path | None = None) -> int:
         )
         if ready_file is not None:
             write_ready_file(ready_file, node)
-        while True:
-            stop.wait()
-            if reload.is_set() and not received:
+        # Wake regularly: a signal delivered to another thread only runs its Python
+        # handler once the main thread executes bytecode again.
+        while not received:
+            stop.wait(0.25)
+            if reload.is_set():
                 reload.clear()
-                stop.clear()
                 node.reload_policy()
-                continue
-            break
         name = signal.Signals(received[0]).name if received else "stop"
         _log.info(
             "shutting down", extra={"fields": {"signal": name, "grace_s": node.grace}}
