@@ -81,7 +81,10 @@ class Coordinator:
         material = None if insecure else load_tls(config)
         links: list[NodeLink] = [
             GrpcNodeLink(
-                NodeAddress(n.agency, n.name, n.address, n.server_name), material
+                NodeAddress(
+                    n.agency, n.name, n.address, n.server_name, config.federation.name
+                ),
+                material,
             )
             for n in config.nodes
         ]

@@ -14,12 +14,28 @@ from accord.v1 import node_service_pb2_grpc as pb_grpc
 
 @dataclass(frozen=True)
 class NodeAddress:
-    """Where a node listens and which TLS name it must present."""
+    """Where a node listens and which TLS name it must present.
+
+    Without ``server_name`` the node must present the certificate of the agency the
+    federation file names (its identity's TLS name), whatever address it listens on.
+    """
 
     agency: str
     name: str
     address: str
     server_name: str | None = None
+    federation: str = ""
+
+    @property
+    def expected_tls_name(self) -> str | None:
+        """The name the node's certificate must carry."""
+        if self.server_name:
+            return self.server_name
+        if self.federation:
+            return pki.Identity(
+                self.federation, self.agency, "node", self.name
+            ).tls_name
+        return None
 
     @property
     def label(self) -> str:
@@ -58,8 +74,10 @@ class GrpcNodeLink(NodeLink):
         if material is None:
             self._channel = grpc.insecure_channel(node.address, options=options)
         else:
-            if node.server_name:
-                options.append(("grpc.ssl_target_name_override", node.server_name))
+            if node.expected_tls_name:
+                options.append(
+                    ("grpc.ssl_target_name_override", node.expected_tls_name)
+                )
             self._channel = grpc.secure_channel(
                 node.address, pki.channel_credentials(material), options=options
             )

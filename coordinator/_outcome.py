@@ -80,6 +80,11 @@ def explain_transport(code: grpc.StatusCode, details: str) -> str:
     text = details.lower()
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return "no answer before the deadline (node slow or not responding)"
+    if "hostname verification" in text:
+        return (
+            "TLS handshake failed: the certificate at this address is not the node of "
+            "the agency the federation file names"
+        )
     if "certificate_verify_failed" in text or "certificate verify failed" in text:
         return (
             "TLS handshake failed: the node's certificate is not issued by the federation "

@@ -89,6 +89,16 @@ class Identity:
             f"{_SCHEME}{self.federation}/agency/{self.agency}/{self.role}/{self.name}"
         )
 
+    @property
+    def tls_name(self) -> str:
+        """The DNS name a node's certificate carries for its identity.
+
+        ``<name>.<agency>.<federation>.accord.invalid`` (RFC 6761 reserves
+        ``.invalid``, so it never resolves): a coordinator dials a node's address but
+        verifies this name, so only the named agency's node certificate is accepted.
+        """
+        return f"{self.name}.{self.agency}.{self.federation}.accord.invalid"
+
     @classmethod
     def parse(cls, uri: str) -> Identity:
         """Parse ``spiffe://<federation>/agency/<agency>/<role>/<name>``.

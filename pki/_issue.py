@@ -189,6 +189,8 @@ def build_leaf(
     if not hosts and identity.role == "node":
         hosts = DEFAULT_NODE_HOSTS
     names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity.uri)]
+    if identity.role == "node":
+        names.append(x509.DNSName(identity.tls_name))
     names += host_names(hosts)
     try:
         ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)

@@ -238,3 +238,17 @@ def test_query_cli_spec_errors_name_the_field(
     assert result.exit_code == coordinator.ExitCode.SPEC_INVALID, result.output
     assert field in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_node_answering_under_another_agencys_name_is_refused(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    # The federation file says agency-c listens where agency-a's node does: the
+    # certificate presented there is agency-a's, so the coordinator refuses it.
+    path = federation.fed.write_federation_file(
+        {"agency-c": federation.address("agency-a")}, path=tmp_path / "swapped.toml"
+    )
+    with coordinator.Coordinator.from_config(coordinator.load_federation(path)) as hub:
+        [outcome] = hub.node_info()
+    assert outcome.status == "unreachable"
+    assert "TLS handshake failed" in outcome.message

@@ -353,7 +353,7 @@ def test_issue_node_defaults_to_localhost(ca_dir: Path, tmp_path: Path) -> None:
     cert = pki.load_certificate(pki.issue(ca_dir, ALPHA, tmp_path, now=NOW).cert)
     names = sans(cert)
     assert names.get_values_for_type(x509.UniformResourceIdentifier) == [ALPHA.uri]
-    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert names.get_values_for_type(x509.DNSName) == [ALPHA.tls_name, "localhost"]
     assert names.get_values_for_type(x509.IPAddress) == [
         ipaddress.ip_address("127.0.0.1")
     ]
@@ -371,7 +371,10 @@ def test_issue_hosts_become_dns_and_ip_sans(ca_dir: Path, tmp_path: Path) -> Non
         pki.issue(ca_dir, ALPHA, tmp_path, hosts=hosts, now=NOW).cert
     )
     names = sans(cert)
-    assert names.get_values_for_type(x509.DNSName) == ["node.police.example"]
+    assert names.get_values_for_type(x509.DNSName) == [
+        ALPHA.tls_name,
+        "node.police.example",
+    ]
     assert names.get_values_for_type(x509.IPAddress) == [
         ipaddress.ip_address("10.1.2.3"),
         ipaddress.ip_address("::1"),
@@ -577,7 +580,7 @@ def test_sign_csr_node_without_hosts_gets_defaults(
     out = tmp_path / "elsewhere" / "signed.pem"
     assert pki.sign_csr(ca_dir, request.csr, out, now=NOW) == out
     names = sans(pki.load_certificate(out))
-    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert names.get_values_for_type(x509.DNSName) == [ALPHA.tls_name, "localhost"]
 
 
 @pytest.mark.parametrize(

@@ -139,7 +139,10 @@ def test_issue(runner: CliRunner, ca_dir: Path, tmp_path: Path) -> None:
     cert = pki.load_certificate(tmp_path / "kit" / "alpha.crt")
     assert pki.identity_of(cert) == pki.Identity(FED, "police", "node", "alpha")
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.DNSName) == ["node.police.example"]
+    assert san.get_values_for_type(x509.DNSName) == [
+        "alpha.police.eu-justice.accord.invalid",
+        "node.police.example",
+    ]
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.0.0.5"]
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 7
     assert stat.S_IMODE((tmp_path / "kit" / "alpha.key").stat().st_mode) == 0o600
@@ -297,6 +300,7 @@ def test_show(runner: CliRunner, ca_dir: Path, tmp_path: Path) -> None:
         "not_valid_after": cert.not_valid_after_utc.isoformat(),
         "sans": [
             "URI:spiffe://eu-justice/agency/police/node/alpha",
+            "DNS:alpha.police.eu-justice.accord.invalid",
             "DNS:localhost",
             "IP:127.0.0.1",
         ],
