@@ -30,8 +30,28 @@ DEMO_SOURCES: dict[str, SourceKind] = {
     "agency-c": "sqlite",
 }
 
+
+def _declared_dataset(description: str, **extra: Any) -> dict[str, Any]:
+    """Return the policy's declaration of the demo dataset: every column of its schema."""
+    return {
+        DATASET: {
+            "description": description,
+            **extra,
+            "columns": {name: dict(spec) for name, spec in SCHEMA.items()},
+        }
+    }
+
+
+#: Each demo agency's declared policy (``[policy]`` gets uid, agency and version at
+#: provisioning). They differ on purpose: agency-a prohibits case ids and has a
+#: per-30-day budget; agency-b serves the hub for statistics only, on a low lifetime
+#: budget; agency-c never releases case ids, answers counts and means only, and
+#: budgets each requester per purpose. All allow exact answers: the demo and the
+#: end-to-end tests compare results with the pooled data.
 DEMO_POLICIES: dict[str, dict[str, Any]] = {
     "agency-a": {
+        "policy": {"delta": 1e-6, "privacy_unit": {"max_rows_per_person": 1}},
+        "datasets": _declared_dataset("National Police incidents, 2025"),
         "permissions": [
             {
                 "uid": "a-statistics",
@@ -40,6 +60,9 @@ DEMO_POLICIES: dict[str, dict[str, Any]] = {
                 "datasets": [DATASET],
                 "actions": ["count", "sum", "mean"],
                 "purposes": ["statistics", "policy-evaluation"],
+                "default_rho": 0.01,
+                "max_rho": 0.1,
+                "exact": True,
             }
         ],
         "prohibitions": [
@@ -50,8 +73,21 @@ DEMO_POLICIES: dict[str, dict[str, Any]] = {
                 "columns": ["incident_id"],
             }
         ],
+        "budgets": [
+            {
+                "uid": "a-per-30-days",
+                "description": "Each requester: rho 2 every 30 days",
+                "assignees": ["*"],
+                "rho_per_period": 2.0,
+                "period_days": 30,
+                "alert_threshold": 0.8,
+            }
+        ],
+        "duties": {"notify": "mailto:dpo@agency-a.example", "log_retention_days": 1095},
     },
     "agency-b": {
+        "policy": {"privacy_unit": {"max_rows_per_person": 1}},
+        "datasets": _declared_dataset("Border Guard incidents, 2025"),
         "permissions": [
             {
                 "uid": "b-statistics-only",
@@ -60,10 +96,26 @@ DEMO_POLICIES: dict[str, dict[str, Any]] = {
                 "datasets": [DATASET],
                 "actions": ["count", "sum", "mean"],
                 "purposes": ["statistics"],
+                "default_rho": 0.01,
+                "exact": True,
             }
         ],
+        "budgets": [
+            {
+                "uid": "b-lifetime",
+                "description": "Each requester: rho 1 in all, then nothing more",
+                "assignees": ["*"],
+                "rho_lifetime": 1.0,
+                "alert_threshold": 0.5,
+            }
+        ],
+        "duties": {"notify": "mailto:dpo@agency-b.example", "log_retention_days": 730},
     },
     "agency-c": {
+        "policy": {"privacy_unit": {"max_rows_per_person": 1}},
+        "datasets": _declared_dataset(
+            "Financial Intelligence Unit incidents, 2025", never_release=["incident_id"]
+        ),
         "permissions": [
             {
                 "uid": "c-counts-and-means",
@@ -73,8 +125,22 @@ DEMO_POLICIES: dict[str, dict[str, Any]] = {
                 "actions": ["count", "mean"],
                 "purposes": ["statistics", "policy-evaluation"],
                 "group_by": ["region", "offence", "cross_border"],
+                "default_rho": 0.01,
+                "exact": True,
             }
         ],
+        "budgets": [
+            {
+                "uid": "c-per-purpose",
+                "description": "Each requester and purpose: rho 1 a week, 5 in all",
+                "assignees": ["*"],
+                "per_purpose": True,
+                "rho_per_period": 1.0,
+                "period_days": 7,
+                "rho_lifetime": 5.0,
+            }
+        ],
+        "duties": {"notify": "mailto:dpo@agency-c.example", "log_retention_days": 365},
     },
 }
 
@@ -171,16 +237,8 @@ def provision(
         table = generate(profile, seed + index)
         source = _write_data(folder / "data", table, kind)
         policy_path = folder / "policy.toml"
-        rules = (policies or DEMO_POLICIES).get(agency) or DEMO_POLICIES["agency-a"]
-        policy_doc = {
-            "policy": {
-                "uid": f"urn:accord:{agency}:policy:1",
-                "agency": agency,
-                "version": 1,
-            },
-            **rules,
-        }
-        policy_path.write_text(tomli_w.dumps(policy_doc), encoding="utf-8")
+        declared = (policies or DEMO_POLICIES).get(agency) or DEMO_POLICIES["agency-a"]
+        policy_path.write_text(_policy_text(agency, declared), encoding="utf-8")
         node_config = folder / "node.toml"
         node_doc = {
             "node": {
@@ -229,6 +287,21 @@ def provision(
         sites=tuple(sites),
         coordinator_tls=pki.TlsFiles.from_kit(coordinator_kit, COORDINATOR_NAME),
     )
+
+
+def _policy_text(agency: str, declared: Mapping[str, Any]) -> str:
+    """Return the policy file of ``agency``: its identity, then what it declares."""
+    header = {
+        "uid": f"urn:accord:{agency}:policy:1",
+        "agency": agency,
+        "version": 1,
+        **declared.get("policy", {}),
+    }
+    document = {
+        "policy": header,
+        **{k: v for k, v in declared.items() if k != "policy"},
+    }
+    return tomli_w.dumps(document)
 
 
 def _write_data(folder: Path, table: pa.Table, kind: SourceKind) -> dict[str, str]:

@@ -2,102 +2,74 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from functools import cached_property
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
-Action = Literal["count", "sum", "mean"]
-ACTIONS: tuple[Action, ...] = ("count", "sum", "mean")
+from policies._budgets import Budget
+from policies._consistency import Parts, contradictions
+from policies._datasets import Dataset
+from policies._header import Duties, PolicyHeader
+from policies._rules import Permission, Prohibition
+from policies._types import Name, Strict
 
-_IDENT = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+#: The pydantic error type of a policy whose parts contradict each other.
+CONTRADICTION = "policy_contradiction"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Policy(Strict):
+    """A whole policy file, with ODRL-like semantics.
 
+    Default deny: a request is allowed only if a permission permits it, no prohibition
+    matches it, and it uses no column the policy never releases. Every contradiction
+    between parts (a permission granting a never-released column, a group-by on a
+    column without public domain, ...) is a validation error.
+    """
 
-class PolicyHeader(_Strict):
-    """The ``[policy]`` table: identity and validity of the policy."""
-
-    uid: str = Field(
-        min_length=1, description="Unique id, e.g. urn:accord:agency-a:policy:7"
+    policy: PolicyHeader = Field(description="Identity, validity and privacy unit.")
+    datasets: dict[Name, Dataset] = Field(
+        default_factory=dict,
+        description="The datasets the policy governs; others are never shared.",
     )
-    agency: str = Field(pattern=_IDENT, description="The agency declaring the policy")
-    version: int = Field(ge=1, default=1)
-    default: Literal["deny"] = "deny"
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
+    permissions: list[Permission] = Field(
+        default_factory=list, description="What assignees may do."
+    )
+    prohibitions: list[Prohibition] = Field(
+        default_factory=list,
+        description="What assignees must never do; overrides permissions.",
+    )
+    budgets: list[Budget] = Field(
+        default_factory=list, description="Privacy budgets per requester."
+    )
+    duties: Duties = Field(
+        default_factory=Duties, description="Notification and retention duties."
+    )
 
-    @field_validator("valid_from", "valid_until")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError(
-                "expected a date-time with a UTC offset, e.g. 2026-01-01T00:00:00Z"
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        issues = contradictions(self.parts)
+        if issues:
+            raise PydanticCustomError(
+                CONTRADICTION,
+                "{count} contradiction(s) between parts of the policy, first: {first}",
+                {"count": len(issues), "first": issues[0].message},
             )
-        return value
-
-    @model_validator(mode="after")
-    def _window(self) -> PolicyHeader:
-        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
-            raise ValueError("valid_until must be later than valid_from")
         return self
 
+    @cached_property
+    def rho_caps(self) -> tuple[float | None, ...]:
+        """Each permission's per-query cap in rho at this policy's delta (or ``None``)."""
+        return tuple(p.rho_cap(self.policy.delta) for p in self.permissions)
 
-class Rule(_Strict):
-    """A permission or prohibition; an empty list means "any" except for assignees."""
-
-    uid: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-    description: str = ""
-    assignees: list[str] = Field(
-        min_length=1,
-        description=(
-            "Agencies (agency-b), identities (spiffe://...), roles (role:coordinator) or *"
-        ),
-    )
-    datasets: list[str] = Field(default_factory=list)
-    actions: list[Action] = Field(default_factory=list)
-    purposes: list[str] = Field(default_factory=list)
-    legal_bases: list[str] = Field(default_factory=list)
-    columns: list[str] = Field(default_factory=list)
-    group_by: list[str] = Field(default_factory=list)
-
-    @field_validator("assignees")
-    @classmethod
-    def _assignees(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if not (
-                value == "*"
-                or value.startswith("spiffe://")
-                or value.startswith("role:")
-                or _is_ident(value)
-            ):
-                raise ValueError(
-                    f"assignee {value!r}: expected an agency name, a spiffe:// identity, "
-                    "role:<role> or *"
-                )
-        return values
-
-
-class Policy(_Strict):
-    """A whole policy file."""
-
-    policy: PolicyHeader
-    permissions: list[Rule] = Field(default_factory=list)
-    prohibitions: list[Rule] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique_uids(self) -> Policy:
-        seen: set[str] = set()
-        for rule in [*self.permissions, *self.prohibitions]:
-            if rule.uid in seen:
-                raise ValueError(f"rule uid {rule.uid!r} is declared twice")
-            seen.add(rule.uid)
-        return self
-
-
-def _is_ident(value: str) -> bool:
-    import re
-
-    return re.match(_IDENT, value) is not None
+    @cached_property
+    def parts(self) -> Parts:
+        """The policy's parts, as the consistency checks read them."""
+        return Parts.of(
+            self.policy,
+            self.datasets,
+            self.permissions,
+            self.prohibitions,
+            self.budgets,
+            self.duties,
+        )
