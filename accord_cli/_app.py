@@ -71,8 +71,8 @@ def demo_command(
     if fmt not in ("table", "json"):
         raise typer.BadParameter("expected table or json", param_hint="--format")
     code = run_demo(
-        out=Console(highlight=False),
-        err=Console(stderr=True, highlight=False),
+        out=Console(highlight=False, emoji=False),
+        err=Console(stderr=True, highlight=False, emoji=False),
         workdir=workdir,
         as_json=fmt == "json",
     )

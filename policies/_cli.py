@@ -63,8 +63,8 @@ FormatOption = Annotated[
 
 def _consoles() -> tuple[Console, Console]:
     return (
-        Console(highlight=False, soft_wrap=True),
-        Console(stderr=True, highlight=False, soft_wrap=True),
+        Console(highlight=False, emoji=False, soft_wrap=True),
+        Console(stderr=True, highlight=False, emoji=False, soft_wrap=True),
     )
 
 
