@@ -86,6 +86,23 @@ class PolicySection(_Strict):
         return _resolve(value, info)
 
 
+class AuditSection(_Strict):
+    """``[audit]``: the node's tamper-evident decision log."""
+
+    key: Path = Field(
+        default=Path("audit-log.key"),
+        validate_default=True,
+        description="Ed25519 signing key of the log (created with mode 0600 if missing)",
+    )
+    checkpoint_every: int = Field(default=256, ge=1, le=100_000)
+    checkpoint_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+
+    @field_validator("key")
+    @classmethod
+    def _path(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info)
+
+
 class FileSource(_Strict):
     """A CSV or Parquet file, read with DuckDB."""
 
@@ -175,6 +192,7 @@ class NodeConfig(_Strict):
     node: NodeSection
     tls: TlsSection | None = None
     policy: PolicySection
+    audit: AuditSection = Field(default={}, validate_default=True)
     datasets: list[DatasetSpec] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -4,6 +4,10 @@
   * InvalidQuery            -> INVALID_ARGUMENT, ErrorInfo + BadRequest naming the field
   * PolicyDenied            -> PERMISSION_DENIED, ErrorInfo(reason=POLICY_DENIED,
                                metadata={policy, rule, revision}) -- the declared rule only
+  * BudgetExceeded          -> RESOURCE_EXHAUSTED, ErrorInfo(reason=BUDGET_EXHAUSTED,
+                               metadata={budget, policy, revision})
+  * DecisionNotLogged       -> UNAVAILABLE: the decision could not be made durable,
+                               so no answer leaves the node
   * Unauthenticated         -> UNAUTHENTICATED
   * SourceUnavailable       -> UNAVAILABLE (no detail about the data)
   * ShuttingDown            -> UNAVAILABLE
@@ -47,6 +51,13 @@ class NodeError(Exception):
     def details(self) -> list[any_pb2.Any]:
         """Typed details beyond the ErrorInfo."""
         return []
+
+    @classmethod
+    def permission(cls, message: str) -> NodeError:
+        """Build a PERMISSION_DENIED that is not a policy decision (a role check)."""
+        error = cls(message)
+        error.code = code_pb2.PERMISSION_DENIED
+        return error
 
     def to_status(self) -> status_pb2.Status:
         """Render as a ``google.rpc.Status`` with an ``ErrorInfo``."""
@@ -95,6 +106,19 @@ class PolicyDenied(NodeError):
 
     code = code_pb2.PERMISSION_DENIED
     reason = types_pb2.ERROR_REASON_POLICY_DENIED
+
+
+class BudgetExceeded(NodeError):
+    """The requester's privacy budget does not cover the request; nothing was spent."""
+
+    code = code_pb2.RESOURCE_EXHAUSTED
+    reason = types_pb2.ERROR_REASON_BUDGET_EXHAUSTED
+
+
+class DecisionNotLogged(NodeError):
+    """The decision log could not record the decision; the request is not answered."""
+
+    code = code_pb2.UNAVAILABLE
 
 
 class Unauthenticated(NodeError):

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 
+import policies
 from accord.v1 import node_service_pb2 as pb
 from accord.v1 import types_pb2
 from node._config import ColumnSpec, DatasetSpec
@@ -49,6 +50,19 @@ def value_from_proto(field: str, value: types_pb2.Value) -> Scalar:
         raise InvalidQuery(field, "a value is required")
     result: Scalar = getattr(value, kind)
     return result
+
+
+def privacy_from_proto(privacy: pb.PrivacyRequest) -> policies.PrivacyLoss | None:
+    """Decode the privacy loss a request asks for; unset means the policy's default."""
+    kind = privacy.WhichOneof("loss")
+    if kind is None:
+        return None
+    value = float(getattr(privacy, kind))
+    if not value > 0 or value != value or value == float("inf"):
+        raise InvalidQuery(f"privacy.{kind}", "expected a positive, finite number")
+    if kind == "epsilon":
+        return policies.PrivacyLoss(epsilon=value)
+    return policies.PrivacyLoss(rho=value)
 
 
 def value_to_proto(value: Scalar) -> types_pb2.Value:

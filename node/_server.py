@@ -22,16 +22,22 @@ from grpc_reflection.v1alpha import reflection
 import pki
 import policies
 import tomlconf
-from accord.v1 import node_service_pb2, node_service_pb2_grpc
+from accord.v1 import audit_service_pb2, node_service_pb2, node_service_pb2_grpc
+from node._audit import AuditServicer, add_audit_service
 from node._config import NodeConfig
 from node._errors import NodeStartupError
 from node._exit import ExitCode
-from node._servicer import Clock, NodeServicer, PolicyHolder
+from node._gate import Gate, PolicyHolder
+from node._servicer import Clock, NodeServicer
 from node._sources import DataSource, SourceError, open_source
+from policies import auditlog, ledger
 
 _log = logging.getLogger("accord.node")
 
 SERVICE_NAME = node_service_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
+AUDIT_SERVICE_NAME = audit_service_pb2.DESCRIPTOR.services_by_name[
+    "AuditService"
+].full_name
 
 
 def node_version() -> str:
@@ -55,7 +61,7 @@ class NodeServer:
     address: str
     health: health.HealthServicer
     servicer: NodeServicer
-    sources: dict[str, DataSource]
+    closers: list[Callable[[], None]]
     grace: float
     policy_file: Path
     policy: PolicyHolder
@@ -98,8 +104,40 @@ class NodeServer:
         self.health.enter_graceful_shutdown()
         self.servicer.drain()
         self.server.stop(self.grace if grace is None else grace).wait()
-        for source in self.sources.values():
-            source.close()
+        for close in self.closers:
+            close()
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """The node's own durable state: budgets spent and the decision log."""
+
+    budgets: ledger.BudgetLedger
+    log: auditlog.DecisionLog
+
+
+def _open_state(config: NodeConfig, identity: pki.Identity, clock: Clock) -> NodeState:
+    url = config.node.state_url
+    try:
+        budgets = ledger.SqlBudgetLedger(url)
+    except ledger.LedgerError as exc:
+        raise NodeStartupError(
+            f"state database {url}: {exc}", ExitCode.STATE_INVALID
+        ) from None
+    try:
+        key = auditlog.load_or_create_log_key(config.audit.key)
+        log = auditlog.SqlDecisionLog(
+            url,
+            origin=auditlog.log_origin(identity.agency, identity.federation),
+            signing_key=key,
+            checkpoint_every=config.audit.checkpoint_every,
+            checkpoint_interval=config.audit.checkpoint_interval_seconds,
+            clock=clock,
+        )
+    except (auditlog.AuditLogError, OSError, ValueError) as exc:
+        budgets.close()
+        raise NodeStartupError(f"decision log: {exc}", ExitCode.STATE_INVALID) from None
+    return NodeState(budgets, log)
 
 
 def _identity(
@@ -198,12 +236,19 @@ def create_server(
             source.close()
         raise NodeStartupError(str(exc), ExitCode.SOURCE_INVALID) from None
     holder = PolicyHolder(loaded)
+    state = _open_state(config, identity, clock)
+    closers: list[Callable[[], None]] = [
+        *(source.close for source in sources.values()),
+        state.log.close,
+        state.budgets.close,
+    ]
+    gate = Gate(policy=holder, budgets=state.budgets, log=state.log, clock=clock)
     servicer = NodeServicer(
         identity=identity,
         version=node_version(),
         datasets={d.id: d for d in config.datasets},
         sources=sources,
-        policy=holder,
+        gate=gate,
         clock=clock,
     )
     server = grpc.server(
@@ -214,13 +259,20 @@ def create_server(
         ],
     )
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(servicer, server)
+    add_audit_service(server, AuditServicer(state.log, identity, clock))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     if enable_reflection:
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (
+                SERVICE_NAME,
+                AUDIT_SERVICE_NAME,
+                health.SERVICE_NAME,
+                reflection.SERVICE_NAME,
+            ),
+            server,
         )
     address = listen or config.node.listen
     try:
@@ -231,8 +283,8 @@ def create_server(
     except RuntimeError:
         port = 0
     if port == 0:
-        for source in sources.values():
-            source.close()
+        for close in closers:
+            close()
         raise NodeStartupError(f"cannot listen on {address}", ExitCode.BIND_FAILED)
     host = address.rsplit(":", 1)[0]
     return NodeServer(
@@ -241,7 +293,7 @@ def create_server(
         address=f"{host}:{port}",
         health=health_servicer,
         servicer=servicer,
-        sources=sources,
+        closers=closers,
         grace=config.node.grace_seconds,
         policy_file=config.policy.file,
         policy=holder,

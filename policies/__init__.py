@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from policies._budgets import Budget as Budget
 from policies._charges import PERIOD_EPOCH as PERIOD_EPOCH
 from policies._charges import current_period as current_period
+from policies._charges import permitted_purposes as permitted_purposes
+from policies._charges import standing_charges as standing_charges
 from policies._datasets import Column as Column
 from policies._datasets import Dataset as Dataset
 from policies._errors import PolicyError as PolicyError
@@ -114,11 +116,13 @@ __all__ = [
     "load_policy",
     "load_request",
     "parse_policy",
+    "permitted_purposes",
     "policy_json_schema",
     "policy_schema_text",
     "request_from_data",
     "rho_for_epsilon",
     "rho_of_pure_epsilon",
+    "standing_charges",
     "summarise",
     "validate_policy",
 ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
+from policies._match import requester_keys
 from policies._model import Policy
-from policies._request import AccessRequest, BudgetCharge
+from policies._request import AccessRequest, BudgetCharge, Requester
 
 #: Budget periods are counted from here, so they do not move when a policy is revised.
 PERIOD_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -58,3 +59,30 @@ def charges(
                 rho,
                 budget.alert_threshold,
             )
+
+
+def standing_charges(
+    policy: Policy, requester: Requester, purposes: Iterable[str], now: datetime
+) -> list[BudgetCharge]:
+    """Return every budget account of ``requester`` at ``now``, at zero cost.
+
+    Per-purpose budgets give one account per purpose in ``purposes``; this is what a
+    requester or officer sees when asking for the remaining budget.
+    """
+    keys = requester_keys(requester)
+    seen: dict[tuple[str, str, str], BudgetCharge] = {}
+    for purpose in sorted(set(purposes)) or [""]:
+        request = AccessRequest(requester, "", frozenset(), purpose=purpose)
+        for charge in charges(policy, request, keys, 0.0, now):
+            seen.setdefault((charge.budget_id, charge.account, charge.period_key), charge)
+    return list(seen.values())
+
+
+def permitted_purposes(policy: Policy, requester: Requester) -> list[str]:
+    """Return the purposes any permission names for ``requester`` (sorted)."""
+    keys = requester_keys(requester)
+    purposes: set[str] = set()
+    for permission in policy.permissions:
+        if not keys.isdisjoint(permission.assignees):
+            purposes.update(permission.purposes)
+    return sorted(purposes)
