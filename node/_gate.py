@@ -95,7 +95,9 @@ class Gate:
         budgets: ledger.BudgetLedger,
         log: auditlog.DecisionLog,
         clock: Clock,
+        operator: policies.Requester,
     ) -> None:
+        self.operator = operator
         self.policy = policy
         self.budgets = budgets
         self.log = log
@@ -147,6 +149,28 @@ class Gate:
                 "the node could not record its decision, so it does not answer; "
                 "retry later"
             ) from None
+
+    def policy_change(self, digest: str, *, refused: bool, reason: str) -> None:
+        """Record a policy reload (an alteration by the node's operator).
+
+        A failure to record is logged operationally; the reload itself stands.
+        """
+        ticket = Ticket(
+            method="ReloadPolicy",
+            operation="alteration",
+            requester=self.operator,
+            query_id="",
+            request_hash=digest,
+        )
+        try:
+            self._append(
+                ticket,
+                decision="deny" if refused else "allow",
+                reason=reason,
+                digest=digest,
+            )
+        except DecisionNotLogged:
+            pass
 
     def refuse(self, ticket: Ticket, reason: str) -> None:
         """Record the refusal of a malformed request (nothing was decided or spent)."""

@@ -66,6 +66,7 @@ class NodeServer:
     policy_file: Path
     policy: PolicyHolder
     agency: str
+    gate: Gate
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -88,11 +89,17 @@ class NodeServer:
                 "policy reload refused; the previous policy stays in force",
                 extra={"fields": {"policy_digest": old.digest, "problem": str(exc)}},
             )
+            self.gate.policy_change(
+                old.digest, refused=True, reason="invalid policy file; previous kept"
+            )
             return False
         self.policy.replace(loaded)
         _log.info(
             "policy reloaded",
             extra={"fields": {"old_digest": old.digest, "new_digest": loaded.digest}},
+        )
+        self.gate.policy_change(
+            loaded.digest, refused=False, reason=f"replaces policy {old.digest}"
         )
         return True
 
@@ -242,7 +249,13 @@ def create_server(
         state.log.close,
         state.budgets.close,
     ]
-    gate = Gate(policy=holder, budgets=state.budgets, log=state.log, clock=clock)
+    gate = Gate(
+        policy=holder,
+        budgets=state.budgets,
+        log=state.log,
+        clock=clock,
+        operator=policies.Requester(identity.uri, identity.agency, identity.role),
+    )
     servicer = NodeServicer(
         identity=identity,
         version=node_version(),
@@ -298,6 +311,7 @@ def create_server(
         policy_file=config.policy.file,
         policy=holder,
         agency=config.node.agency,
+        gate=gate,
     )
 
 

@@ -58,3 +58,33 @@ def test_reload_puts_a_valid_policy_in_force_and_refuses_an_invalid_one(
     messages = [r.getMessage() for r in caplog.records]
     assert "policy reloaded" in messages
     assert "policy reload refused; the previous policy stays in force" in messages
+
+
+def test_reloads_are_recorded_in_the_decision_log(tmp_path: Path) -> None:
+    from policies import auditlog
+
+    fed = provision(tmp_path, agencies=["agency-b"], rows={"agency-b": 50})
+    site = fed.sites[0]
+    config = node.load_node_config(site.node_config)
+    server = node.create_server(config, listen="127.0.0.1:0")
+    server.start()
+    text = site.policy.read_text()
+    try:
+        site.policy.write_text(text.replace('"statistics"', '"statistics", "research"'))
+        assert server.reload_policy()
+        site.policy.write_text("[policy]\nbogus = 1\n")
+        assert not server.reload_policy()
+    finally:
+        server.stop(0)
+    reader = auditlog.open_log_reader(config.node.state_url)
+    try:
+        stored = reader.records(None, page_size=100).records
+    finally:
+        reader.close()
+    records = [auditlog.DecisionRecord.from_json(r.canonical_json) for r in stored]
+    reloads = [r for r in records if r.method == "ReloadPolicy"]
+    assert [(r.operation, r.decision) for r in reloads] == [
+        ("alteration", "allow"),
+        ("alteration", "deny"),
+    ]
+    assert reloads[0].requester == "spiffe://demo/agency/agency-b/node/node"
