@@ -20,6 +20,8 @@ from coordinator._link import GrpcNodeLink as GrpcNodeLink
 from coordinator._link import NodeAddress as NodeAddress
 from coordinator._link import NodeLink as NodeLink
 from coordinator._outcome import NodeOutcome as NodeOutcome
+from coordinator._render import budget_rows as budget_rows
+from coordinator._render import budget_table as budget_table
 from coordinator._render import render_result as render_result
 from coordinator._render import result_json as result_json
 from coordinator._spec import Aggregation as Aggregation
@@ -47,6 +49,8 @@ __all__ = [
     "SchemaMismatch",
     "SpecError",
     "TlsSetupError",
+    "budget_rows",
+    "budget_table",
     "cli",
     "load_federation",
     "load_tls",

@@ -20,7 +20,13 @@ from coordinator._errors import (
 )
 from coordinator._exit import EXIT_CODE_HELP, ExitCode
 from coordinator._federation import FederationConfig, load_federation
-from coordinator._render import outcome_json, render_result, result_json
+from coordinator._render import (
+    budget_rows,
+    budget_table,
+    outcome_json,
+    render_result,
+    result_json,
+)
 from coordinator._spec import QuerySpec, parse_aggregation, parse_filter
 
 cli = typer.Typer(
@@ -168,6 +174,35 @@ def query_command(
         raise _fail("no node contributed to the result", ExitCode.NO_NODE_ANSWERED)
     if require_all and len(result.contributors) < len(result.outcomes):
         raise _fail("not every node contributed", ExitCode.NOT_ALL_NODES)
+
+
+@cli.command("budget")
+def budget_command(
+    federation: FederationOption,
+    purpose: Annotated[
+        str, typer.Option("--purpose", help="Per-purpose budgets: this purpose only.")
+    ] = "",
+    requester: Annotated[
+        str,
+        typer.Option("--requester", help="Officers: another requester's SAN URI."),
+    ] = "",
+    deadline: Annotated[
+        float | None,
+        typer.Option("--deadline", help="Seconds each node has to answer."),
+    ] = None,
+    fmt: FormatOption = "table",
+    insecure: InsecureOption = False,
+) -> None:
+    """Show the privacy budget left at every node."""
+    _check_format(fmt)
+    with _coordinator(federation, insecure, deadline) as coordinator:
+        outcomes = coordinator.budgets(requester=requester, purpose=purpose)
+    if fmt == "json":
+        _emit_json(budget_rows(outcomes))
+    else:
+        _out.print(budget_table(outcomes))
+    if not any(o.ok for o in outcomes):
+        raise _fail("no node answered", ExitCode.NO_NODE_ANSWERED)
 
 
 @cli.command("status")

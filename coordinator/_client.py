@@ -112,6 +112,17 @@ class Coordinator:
             self.links, lambda link, t: link.get_info(t), deadline=self.deadline
         )
 
+    def budgets(
+        self, *, requester: str = "", purpose: str = ""
+    ) -> list[NodeOutcome[pb.GetBudgetResponse]]:
+        """Our remaining privacy budgets at every node (officers: ``requester``'s)."""
+        request = pb.GetBudgetRequest(requester=requester, purpose=purpose)
+        return fan_out(
+            self.links,
+            lambda link, t: link.get_budget(request, t),
+            deadline=self.deadline,
+        )
+
     def query(self, spec: QuerySpec) -> FederatedResult:
         """Check ``spec`` against the published schema, run it everywhere, combine.
 

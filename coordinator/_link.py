@@ -59,6 +59,12 @@ class NodeLink(abc.ABC):
     ) -> pb.RunQueryResponse:
         """Call ``RunQuery``."""
 
+    @abc.abstractmethod
+    def get_budget(
+        self, request: pb.GetBudgetRequest, timeout: float
+    ) -> pb.GetBudgetResponse:
+        """Call ``GetBudget``."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""
 
@@ -95,6 +101,13 @@ class GrpcNodeLink(NodeLink):
     ) -> pb.RunQueryResponse:
         """Call ``RunQuery`` with a deadline."""
         response: pb.RunQueryResponse = self._stub.RunQuery(request, timeout=timeout)
+        return response
+
+    def get_budget(
+        self, request: pb.GetBudgetRequest, timeout: float
+    ) -> pb.GetBudgetResponse:
+        """Call ``GetBudget`` with a deadline."""
+        response: pb.GetBudgetResponse = self._stub.GetBudget(request, timeout=timeout)
         return response
 
     def close(self) -> None:

@@ -136,3 +136,78 @@ def result_json(result: FederatedResult) -> dict[str, Any]:
         "policy_digests": result.policy_digests,
         "nodes": [outcome_json(o) for o in result.outcomes],
     }
+
+
+def budget_rows(
+    outcomes: Sequence[NodeOutcome[pb.GetBudgetResponse]],
+) -> list[dict[str, Any]]:
+    """One row per budget per node (nodes that did not answer get one error row)."""
+    rows: list[dict[str, Any]] = []
+    for o in outcomes:
+        if o.response is None:
+            rows.append({"agency": o.agency, "status": o.status, "message": o.message})
+            continue
+        if not o.response.budgets:
+            rows.append({"agency": o.agency, "status": "ok", "budget": None})
+        for b in o.response.budgets:
+            rows.append(
+                {
+                    "agency": o.agency,
+                    "status": "ok",
+                    "budget": b.budget_id,
+                    "purpose": b.purpose,
+                    "scope": b.scope,
+                    "rho_limit": b.rho_limit,
+                    "rho_spent": b.rho_spent,
+                    "rho_remaining": b.rho_remaining,
+                    "epsilon_remaining": b.epsilon_remaining,
+                    "delta": b.delta,
+                    "past_threshold": b.rho_limit > 0
+                    and b.rho_spent >= b.alert_threshold * b.rho_limit,
+                }
+            )
+    return rows
+
+
+def budget_table(outcomes: Sequence[NodeOutcome[pb.GetBudgetResponse]]) -> Table:
+    """Remaining privacy budgets, per node and budget."""
+    table = Table(
+        title="privacy budgets (zCDP rho; epsilon at the node's delta)",
+        title_justify="left",
+    )
+    for column in (
+        "agency",
+        "budget",
+        "purpose",
+        "scope",
+        "spent",
+        "limit",
+        "left (ε)",
+    ):
+        table.add_column(column, overflow="fold")
+    for row in budget_rows(outcomes):
+        if row["status"] != "ok":
+            table.add_row(
+                row["agency"],
+                f"[red]{row['status']}[/red]",
+                row.get("message", ""),
+                "",
+                "",
+                "",
+                "",
+            )
+        elif row["budget"] is None:
+            table.add_row(row["agency"], "none declared", "", "", "", "", "")
+        else:
+            style = "yellow" if row["past_threshold"] else ""
+            spent = f"{row['rho_spent']:.4g}"
+            table.add_row(
+                row["agency"],
+                row["budget"],
+                row["purpose"] or "any",
+                row["scope"],
+                f"[{style}]{spent}[/{style}]" if style else spent,
+                f"{row['rho_limit']:.4g}",
+                f"{row['rho_remaining']:.4g} ({row['epsilon_remaining']:.3g})",
+            )
+    return table

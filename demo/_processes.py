@@ -64,7 +64,9 @@ class NodeProcess:
         self.ready_file.unlink(missing_ok=True)
         self._log = self.log_file.open("ab")
         env = dict(
-            os.environ, FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1",
+            os.environ,
+            FLWR_TELEMETRY_ENABLED="0",
+            FLWR_DISABLE_UPDATE_CHECK="1",
             # The node asks Linux to stop it should this process die, even by SIGKILL.
             ACCORD_PARENT_PID=str(os.getpid()),
         )

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 import coordinator
+import node
+import pki
 import policies
 from coordinator import Aggregation, Filter, QuerySpec
 from demo._processes import NodeFleet, NodeProcess
-from demo._provision import DATASET, DemoFederation, provision
+from demo._provision import DATASET, AgencySite, DemoFederation, provision
+from policies import auditlog
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,12 @@ def run_demo(
                                 result, title=f"{number}. {query.title}"
                             )
                         )
+                budgets = hub.budgets()
+                if as_json:
+                    results.append({"budgets": coordinator.budget_rows(budgets)})
+                else:
+                    out.print()
+                    out.print(coordinator.budget_table(budgets))
             codes = fleet.stop()
         clean = all(code == 0 for code in codes.values())
         err.print(
@@ -130,12 +140,100 @@ def run_demo(
             + " nodes stopped gracefully: "
             + ", ".join(f"{a} exit {c}" for a, c in codes.items())
         )
+        audits = [audit_site(site) for site in fed.sites]
+        if as_json:
+            results.append({"audit": [a.as_json() for a in audits]})
+        else:
+            out.print()
+            out.print(audit_table(audits))
+        clean = clean and all(a.ok for a in audits)
     if as_json:
         out.print_json(json.dumps(results, default=str))
     err.print(
         f"[bold]done[/bold] in {time.perf_counter() - start:.1f} s; nothing left running"
     )
     return 0 if clean else 1
+
+
+@dataclass(frozen=True)
+class SiteAudit:
+    """One node's decision log, exported and verified offline after the run."""
+
+    agency: str
+    records: int
+    allowed: int
+    denied: int
+    checkpoints: int
+    ok: bool
+    problems: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the audit as JSON."""
+        return {
+            "agency": self.agency,
+            "records": self.records,
+            "allowed": self.allowed,
+            "denied": self.denied,
+            "checkpoints": self.checkpoints,
+            "verified": self.ok,
+            "problems": list(self.problems),
+        }
+
+
+def audit_site(site: AgencySite) -> SiteAudit:
+    """Export a stopped node's decision log and verify it against its pinned key."""
+    config = node.load_node_config(site.node_config)
+    origin = auditlog.log_origin(config.node.agency, site_federation(site))
+    verifier_key = auditlog.log_verifier_key(
+        origin, auditlog.load_or_create_log_key(config.audit.key)
+    )
+    export = site.folder / "audit-export.jsonl"
+    reader = auditlog.open_log_reader(config.node.state_url)
+    try:
+        summary = auditlog.export_log(reader, export, now=datetime.now(UTC))
+    finally:
+        reader.close()
+    checked = auditlog.verify_export(export, verifier_key)
+    lines = [
+        json.loads(line) for line in export.read_text(encoding="utf-8").splitlines()
+    ]
+    decisions = [entry["decision"] for entry in lines if "type" not in entry]
+    return SiteAudit(
+        agency=site.agency,
+        records=summary.records,
+        allowed=decisions.count("allow"),
+        denied=decisions.count("deny"),
+        checkpoints=summary.checkpoints,
+        ok=checked.ok,
+        problems=tuple(checked.problems),
+    )
+
+
+def site_federation(site: AgencySite) -> str:
+    """Return the federation of a site, from its node certificate."""
+    return pki.identity_of(
+        pki.load_certificate(site.folder / "pki" / "node.crt")
+    ).federation
+
+
+def audit_table(audits: list[SiteAudit]) -> Table:
+    """Each node's log, verified offline."""
+    table = Table(
+        title="decision logs, exported and verified offline (signatures, chain, Merkle roots)",
+        title_justify="left",
+    )
+    for column in ("agency", "records", "allowed", "denied", "checkpoints", "verified"):
+        table.add_column(column)
+    for a in audits:
+        table.add_row(
+            a.agency,
+            str(a.records),
+            str(a.allowed),
+            str(a.denied),
+            str(a.checkpoints),
+            "[green]yes[/green]" if a.ok else f"[red]no: {a.problems[0]}[/red]",
+        )
+    return table
 
 
 def _describe_sites(fed: DemoFederation, err: Console) -> None:

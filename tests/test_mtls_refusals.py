@@ -252,3 +252,39 @@ def test_a_node_answering_under_another_agencys_name_is_refused(
         [outcome] = hub.node_info()
     assert outcome.status == "unreachable"
     assert "TLS handshake failed" in outcome.message
+
+
+def test_budget_cli_shows_what_queries_spent(federation: RunningFederation) -> None:
+    runner = CliRunner()
+    before = runner.invoke(
+        app, ["budget", "-f", str(federation.federation_file), "--format", "json"]
+    )
+    assert before.exit_code == 0, before.output
+    rows = {
+        (r["agency"], r["budget"], r["scope"], r["purpose"]): r
+        for r in json.loads(before.stdout)
+    }
+    assert rows, before.stdout
+    spec = coordinator.QuerySpec(
+        "incidents", (coordinator.Aggregation("count"),), purpose="statistics"
+    )
+    with federation.coordinator() as hub:
+        result = hub.query(spec)
+    after = runner.invoke(
+        app, ["budget", "-f", str(federation.federation_file), "--format", "json"]
+    )
+    rows_after = {
+        (r["agency"], r["budget"], r["scope"], r["purpose"]): r
+        for r in json.loads(after.stdout)
+    }
+    for o in result.outcomes:
+        charged = o.response.privacy.rho_charged if o.response else 0.0
+        assert charged > 0
+        for key, row in rows_after.items():
+            if key[0] == o.agency and key[3] in ("", "statistics"):
+                assert row["rho_spent"] == pytest.approx(
+                    rows[key]["rho_spent"] + charged
+                )
+                assert row["rho_remaining"] == pytest.approx(
+                    o.response.privacy.rho_remaining
+                ) or (row["rho_remaining"] >= o.response.privacy.rho_remaining)
