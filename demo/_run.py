@@ -101,7 +101,7 @@ def run_demo(
             NodeProcess(site.agency, site.node_config, site.folder)
             for site in fed.sites
         ]
-        results: list[dict[str, Any]] = []
+        results: dict[str, list[dict[str, Any]]] = {"queries": []}
         with NodeFleet(nodes) as fleet:
             addresses = fleet.wait_ready(timeout=30)
             err.print(
@@ -117,7 +117,7 @@ def run_demo(
                 for number, query in enumerate(demo_queries(), start=1):
                     result = hub.query(query.spec)
                     if as_json:
-                        results.append(
+                        results["queries"].append(
                             {"title": query.title, **coordinator.result_json(result)}
                         )
                     else:
@@ -129,7 +129,7 @@ def run_demo(
                         )
                 budgets = hub.budgets()
                 if as_json:
-                    results.append({"budgets": coordinator.budget_rows(budgets)})
+                    results["budgets"] = coordinator.budget_rows(budgets)
                 else:
                     out.print()
                     out.print(coordinator.budget_table(budgets))
@@ -142,7 +142,7 @@ def run_demo(
         )
         audits = [audit_site(site) for site in fed.sites]
         if as_json:
-            results.append({"audit": [a.as_json() for a in audits]})
+            results["audit"] = [a.as_json() for a in audits]
         else:
             out.print()
             out.print(audit_table(audits))

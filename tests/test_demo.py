@@ -96,8 +96,15 @@ def test_demo_json(tmp_path: Path) -> None:
     assert elapsed < 30, f"the demo took {elapsed:.1f} s"
     assert "Traceback" not in result.stderr
 
-    queries = json.loads(result.stdout)  # stdout holds the JSON and nothing else
+    output = json.loads(result.stdout)  # stdout holds the JSON and nothing else
+    queries = output["queries"]
     assert len(queries) == 3
+    assert [a["verified"] for a in output["audit"]] == [True, True, True]
+    assert {row["agency"] for row in output["budgets"]} == {
+        "agency-a",
+        "agency-b",
+        "agency-c",
+    }
     first, second, third = queries
     for query in (first, second):
         assert query["contributors"] == ALL_THREE
