@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,10 +25,12 @@ from coordinator._render import (
     budget_rows,
     budget_table,
     outcome_json,
+    plan_table,
     render_result,
     result_json,
 )
-from coordinator._spec import QuerySpec, parse_aggregation, parse_filter
+from coordinator._spec import QuerySpec, parse_aggregation, parse_binning, parse_filter
+from coordinator._specfile import load_spec
 
 cli = typer.Typer(
     name="coordinator",
@@ -98,17 +101,47 @@ def _emit_json(data: Any) -> None:
 @cli.command("query")
 def query_command(
     federation: FederationOption,
+    spec_file: Annotated[
+        Path | None,
+        typer.Argument(help="A query spec (YAML or JSON); or use the options below."),
+    ] = None,
     dataset: Annotated[
-        str, typer.Option("--dataset", "-d", help="Dataset id.", show_default=False)
-    ],
+        str | None,
+        typer.Option("--dataset", "-d", help="Dataset id.", show_default=False),
+    ] = None,
     aggregate: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--aggregate",
             "-a",
-            help="count, count:COL, sum:COL or mean:COL (repeatable).",
+            help="count, sum:COL, mean:COL, variance:COL, stddev:COL, "
+            "histogram:COL:EDGES, quantile:COL:LEVELS:GRID, median:COL:GRID "
+            "(repeatable; default count).",
         ),
-    ] = ["count"],  # noqa: B006 - typer reads the default
+    ] = None,
+    bins: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bin", help="Group by a number column binned: COL:EDGE,EDGE,..."
+        ),
+    ] = None,
+    epsilon: Annotated[
+        float | None, typer.Option("--epsilon", help="Pure-DP epsilon for this query.")
+    ] = None,
+    rho: Annotated[
+        float | None, typer.Option("--rho", help="zCDP rho for this query.")
+    ] = None,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Exact answers, where policies allow them.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Plan only: no data touched, no budget spent."),
+    ] = False,
+    secure_aggregation: Annotated[
+        bool,
+        typer.Option("--secure-aggregation", help="Learn only the cross-agency total."),
+    ] = False,
     where: Annotated[
         list[str] | None,
         typer.Option(
@@ -145,16 +178,30 @@ def query_command(
     """Run one aggregate query on every node and combine the answers."""
     _check_format(fmt)
     try:
-        spec = QuerySpec(
-            dataset=dataset,
-            aggregations=tuple(parse_aggregation(a) for a in aggregate),
-            filters=tuple(parse_filter(w) for w in where or ()),
-            group_by=tuple(group_by or ()),
-            purpose=purpose,
-            legal_basis=legal_basis,
-            justification=justification,
-            on_behalf_of=on_behalf_of,
-        )
+        if spec_file is not None:
+            spec = load_spec(spec_file)
+        elif dataset is None:
+            raise SpecError("--dataset", "give a spec file or --dataset")
+        else:
+            spec = QuerySpec(
+                dataset=dataset,
+                aggregations=tuple(
+                    parse_aggregation(a) for a in aggregate or ["count"]
+                ),
+                filters=tuple(parse_filter(w) for w in where or ()),
+                group_by=tuple(group_by or ()),
+                binned_group_by=tuple(parse_binning(b) for b in bins or ()),
+                purpose=purpose,
+                legal_basis=legal_basis,
+                justification=justification,
+                on_behalf_of=on_behalf_of,
+                epsilon=epsilon,
+                rho=rho,
+                exact=exact,
+                secure_aggregation=secure_aggregation,
+            )
+        if dry_run:
+            spec = dataclasses.replace(spec, dry_run=True)
     except SpecError as exc:
         raise _fail(str(exc), ExitCode.SPEC_INVALID) from None
     with _coordinator(federation, insecure, deadline) as coordinator:
@@ -166,6 +213,12 @@ def query_command(
             raise _fail(str(exc), ExitCode.SPEC_INVALID) from None
         except CoordinatorError as exc:  # pragma: no cover - other coordinator errors
             raise _fail(str(exc), ExitCode.NO_NODE_ANSWERED) from None
+    if spec.dry_run:
+        if fmt == "json":
+            _emit_json([outcome_json(o) for o in result.outcomes])
+        else:
+            _out.print(plan_table(result.outcomes))
+        return
     if fmt == "json":
         _emit_json(result_json(result))
     else:

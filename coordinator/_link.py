@@ -89,6 +89,11 @@ class GrpcNodeLink(NodeLink):
             )
         self._stub = pb_grpc.NodeServiceStub(self._channel)
 
+    @property
+    def channel(self) -> grpc.Channel:
+        """The channel, for the node's other services (closed with this link)."""
+        return self._channel
+
     def get_info(self, timeout: float) -> pb.GetNodeInfoResponse:
         """Call ``GetNodeInfo`` with a deadline."""
         response: pb.GetNodeInfoResponse = self._stub.GetNodeInfo(

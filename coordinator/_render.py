@@ -28,6 +28,8 @@ def _fmt(value: float | None) -> str:
         return "—"
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
+    if abs(value) >= 1000:
+        return f"{value:,.1f}"
     return f"{value:,.3f}"
 
 
@@ -47,14 +49,27 @@ def result_table(result: FederatedResult) -> Table:
         f"({len(result.contributors)} of {total} node{'s' if total != 1 else ''})",
         caption_justify="left",
     )
-    for name in spec.group_by:
+    for name in spec.group_columns:
         table.add_column(name)
     for agg in spec.aggregations:
-        table.add_column(agg.label, justify="right")
+        for label in agg.output_labels():
+            table.add_column(label, justify="right")
+    noisy = False
     for group in result.groups:
-        table.add_row(
-            *(str(k) for k in group.key), *(_fmt(v.value) for v in group.values)
-        )
+        cells = []
+        for v in group.values:
+            text = _fmt(v.value)
+            if not v.exact and v.low is not None and v.high is not None:
+                text += f" [dim]({_fmt(v.low)} to {_fmt(v.high)})[/dim]"
+                noisy = True
+            cells.append(text)
+        if group.suppressed_at:
+            cells[-1] += (
+                f" [yellow]suppressed at {', '.join(group.suppressed_at)}[/yellow]"
+            )
+        table.add_row(*(str(k) for k in group.key), *cells)
+    if noisy:
+        table.caption = (table.caption or "") + "; in brackets: 95% interval"
     return table
 
 
@@ -98,9 +113,36 @@ def outcome_json(o: NodeOutcome[Any]) -> dict[str, Any]:
         "status": o.status,
         "seconds": round(o.seconds, 4),
     }
+    if isinstance(o.response, pb.RunQueryResponse) and o.response.HasField("plan"):
+        plan = o.response.plan
+        entry["plan"] = {
+            "allowed": plan.allowed,
+            "reason": plan.reason,
+            "rho": plan.rho,
+            "rho_remaining": plan.rho_remaining
+            if plan.HasField("rho_remaining")
+            else None,
+            "min_group_size": plan.min_group_size,
+            "at_risk_below": plan.at_risk_below,
+            "statistics": [
+                {
+                    "name": s.name,
+                    "mechanism": s.mechanism,
+                    "noise_scale": s.noise_scale,
+                    "half_width_95": s.half_width * s.unit,
+                }
+                for s in plan.statistics
+            ],
+        }
     if isinstance(o.response, pb.RunQueryResponse):
         entry["policy_digest"] = o.response.policy_digest
         entry["matched_rules"] = list(o.response.matched_rules)
+        entry["decision_seq"] = o.response.decision_seq
+        entry["rho_charged"] = o.response.privacy.rho_charged
+        entry["noise"] = {
+            s.name: {"mechanism": s.mechanism, "scale": s.noise_scale, "unit": s.unit}
+            for s in o.response.statistics
+        }
     if not o.ok:
         entry.update(
             code=o.code, reason=o.reason, message=o.message, metadata=o.metadata
@@ -115,22 +157,27 @@ def result_json(result: FederatedResult) -> dict[str, Any]:
     for group in result.groups:
         groups.append(
             {
-                "key": dict(zip(spec.group_by, group.key, strict=True)),
+                "key": dict(zip(spec.group_columns, group.key, strict=True)),
                 "values": {
-                    v.aggregation.label: {
+                    v.label: {
                         "value": v.value,
-                        "count": v.count,
-                        "sum": v.sum,
+                        "interval95": None
+                        if v.low is None or v.high is None
+                        else [v.low, v.high],
+                        "exact": v.exact,
                     }
                     for v in group.values
                 },
+                "suppressed_at": list(group.suppressed_at),
             }
         )
     return {
         "query_id": spec.query_id,
         "dataset": spec.dataset,
-        "group_by": list(spec.group_by),
+        "group_by": list(spec.group_columns),
         "aggregations": [a.label for a in spec.aggregations],
+        "secure_aggregation": result.secure_aggregation,
+        "privacy_spent_rho": result.privacy_spent,
         "groups": groups,
         "contributors": list(result.contributors),
         "policy_digests": result.policy_digests,
@@ -209,5 +256,50 @@ def budget_table(outcomes: Sequence[NodeOutcome[pb.GetBudgetResponse]]) -> Table
                 f"[{style}]{spent}[/{style}]" if style else spent,
                 f"{row['rho_limit']:.4g}",
                 f"{row['rho_remaining']:.4g} ({row['epsilon_remaining']:.3g})",
+            )
+    return table
+
+
+def plan_table(outcomes: Sequence[NodeOutcome[pb.RunQueryResponse]]) -> Table:
+    """Return the dry run: per node, the decision, the noise and the budget cost."""
+    table = Table(
+        title="dry run (no data touched, no budget spent)", title_justify="left"
+    )
+    for column in ("agency", "decision", "rho", "left", "statistic", "noise", "±95%"):
+        table.add_column(column, overflow="fold")
+    for o in outcomes:
+        if o.response is None or not o.response.HasField("plan"):
+            table.add_row(o.agency, f"[red]{o.status}[/red]", "", "", o.message, "", "")
+            continue
+        plan = o.response.plan
+        if not plan.allowed:
+            table.add_row(
+                o.agency, f"[yellow]refused[/yellow]: {plan.reason}", "", "", "", "", ""
+            )
+            continue
+        left = f"{plan.rho_remaining:.4g}" if plan.HasField("rho_remaining") else "—"
+        first = True
+        for s in plan.statistics:
+            table.add_row(
+                o.agency if first else "",
+                "allowed" if first else "",
+                f"{plan.rho:.4g}" if first else "",
+                left if first else "",
+                s.name,
+                s.mechanism
+                if s.mechanism == "none"
+                else f"{s.mechanism} scale {s.noise_scale:.3g}",
+                _fmt(s.half_width * s.unit),
+            )
+            first = False
+        if plan.min_group_size:
+            table.add_row(
+                "",
+                "",
+                "",
+                "",
+                f"groups under {plan.min_group_size} are suppressed",
+                f"at risk below {plan.at_risk_below} rows",
+                "",
             )
     return table

@@ -10,6 +10,10 @@ _FUNCTION_CODES: dict[Function, pb.AggregateFunction.ValueType] = {
     "count": pb.AGGREGATE_FUNCTION_COUNT,
     "sum": pb.AGGREGATE_FUNCTION_SUM,
     "mean": pb.AGGREGATE_FUNCTION_MEAN,
+    "variance": pb.AGGREGATE_FUNCTION_VARIANCE,
+    "stddev": pb.AGGREGATE_FUNCTION_STDDEV,
+    "histogram": pb.AGGREGATE_FUNCTION_HISTOGRAM,
+    "quantile": pb.AGGREGATE_FUNCTION_QUANTILE,
 }
 _OPERATOR_CODES: dict[Operator, pb.FilterOperator.ValueType] = {
     "=": pb.FILTER_OPERATOR_EQUAL,
@@ -57,8 +61,19 @@ def spec_to_proto(spec: QuerySpec) -> pb.RunQueryRequest:
     )
     for agg in spec.aggregations:
         request.aggregations.add(
-            function=_FUNCTION_CODES[agg.function], column=agg.column or ""
+            function=_FUNCTION_CODES[agg.function],
+            column=agg.column or "",
+            bin_edges=agg.bin_edges,
+            quantiles=agg.quantiles,
         )
+    for binning in spec.binned_group_by:
+        request.binned_group_by.add(column=binning.column, bin_edges=binning.bin_edges)
+    if spec.epsilon is not None:
+        request.privacy.epsilon = spec.epsilon
+    elif spec.rho is not None:
+        request.privacy.rho = spec.rho
+    request.privacy.exact = spec.exact
+    request.dry_run = spec.dry_run
     for flt in spec.filters:
         msg = request.filters.add(column=flt.column, operator=_OPERATOR_CODES[flt.op])
         if flt.op in ("in", "between"):

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import policies
-from node._errors import BudgetExceeded, DecisionNotLogged, PolicyDenied
+from node._errors import BudgetExceeded, DecisionNotLogged, NodeError, PolicyDenied
 from policies import auditlog, ledger
 
 Clock = Callable[[], datetime]
+#: A last check of an allowed decision; raises a ``NodeError`` to refuse.
+Check = Callable[[policies.Decision], None]
 
 _log = logging.getLogger("accord.node")
 
@@ -187,8 +189,75 @@ class Gate:
             digest=self.policy.current.digest,
         )
 
-    def admit(self, ticket: Ticket, request: policies.AccessRequest) -> Admission:
+    def assess(
+        self,
+        ticket: Ticket,
+        request: policies.AccessRequest,
+        check: Check | None = None,
+    ) -> tuple[policies.Decision, tuple[ledger.Balance, ...]]:
+        """Decide ``request`` without spending anything (a dry run); record it.
+
+        Returns the decision and the current balances of the budgets it would charge.
+        """
+        decision = self._decide(ticket, request, check, record_denial=False)
+        balances = (
+            tuple(self.budgets.balances(decision.charges)) if decision.allowed else ()
+        )
+        self._append(
+            ticket,
+            decision="allow" if decision.allowed else "deny",
+            reason=f"dry run: {decision.reason}",
+            digest=decision.policy_digest,
+            rules=decision.matched_rules,
+        )
+        return decision, balances
+
+    def _decide(
+        self,
+        ticket: Ticket,
+        request: policies.AccessRequest,
+        check: Check | None,
+        *,
+        record_denial: bool = True,
+    ) -> policies.Decision:
+        """Evaluate the policy, then ``check`` an allowed decision; log denials."""
+        loaded = self.policy.current
+        decision = policies.evaluate(
+            loaded.policy, request, digest=loaded.digest, now=self._clock()
+        )
+        if decision.allowed and check is not None:
+            try:
+                check(decision)
+            except NodeError as exc:
+                if record_denial:
+                    self._append(
+                        ticket,
+                        decision="deny",
+                        reason=exc.message,
+                        digest=loaded.digest,
+                        rules=decision.matched_rules,
+                    )
+                raise
+        if not decision.allowed and record_denial:
+            self._append(
+                ticket,
+                decision="deny",
+                reason=decision.reason,
+                digest=loaded.digest,
+                rules=decision.matched_rules,
+            )
+        return decision
+
+    def admit(
+        self,
+        ticket: Ticket,
+        request: policies.AccessRequest,
+        check: Check | None = None,
+    ) -> Admission:
         """Decide, reserve and record ``request``; return the admission.
+
+        ``check`` may still refuse an allowed decision (by raising a ``NodeError``)
+        before anything is reserved, e.g. when the policy's obligations cannot be met.
 
         Raises
         ------
@@ -200,9 +269,7 @@ class Gate:
             The decision could not be made durable (any reservation is released).
         """
         loaded = self.policy.current
-        decision = policies.evaluate(
-            loaded.policy, request, digest=loaded.digest, now=self._clock()
-        )
+        decision = self._decide(ticket, request, check)
         _log.info(
             "request %s",
             "allowed" if decision.allowed else "denied",
@@ -224,13 +291,6 @@ class Gate:
             "revision": decision.policy_digest,
         }
         if not decision.allowed:
-            self._append(
-                ticket,
-                decision="deny",
-                reason=decision.reason,
-                digest=loaded.digest,
-                rules=decision.matched_rules,
-            )
             raise PolicyDenied(decision.reason, metadata=rule_meta)
         reservation = ticket.query_id or uuid.uuid4().hex
         reservation = f"{reservation}:{uuid.uuid4().hex[:8]}"

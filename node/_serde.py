@@ -11,18 +11,28 @@ from accord.v1 import node_service_pb2 as pb
 from accord.v1 import types_pb2
 from node._config import ColumnSpec, DatasetSpec
 from node._errors import InvalidQuery
-from node._query import Access, Aggregation, Filter, Function, Operator, Query, Scalar
-from node._result import GroupRow
+from node._query import (
+    Access,
+    Aggregation,
+    Binning,
+    Filter,
+    Function,
+    Operator,
+    Query,
+    Scalar,
+)
 
 _FUNCTIONS: dict[int, Function] = {
     pb.AGGREGATE_FUNCTION_COUNT: "count",
     pb.AGGREGATE_FUNCTION_SUM: "sum",
     pb.AGGREGATE_FUNCTION_MEAN: "mean",
+    pb.AGGREGATE_FUNCTION_VARIANCE: "variance",
+    pb.AGGREGATE_FUNCTION_STDDEV: "stddev",
+    pb.AGGREGATE_FUNCTION_HISTOGRAM: "histogram",
+    pb.AGGREGATE_FUNCTION_QUANTILE: "quantile",
 }
 _FUNCTION_CODES: dict[Function, pb.AggregateFunction.ValueType] = {
-    "count": pb.AGGREGATE_FUNCTION_COUNT,
-    "sum": pb.AGGREGATE_FUNCTION_SUM,
-    "mean": pb.AGGREGATE_FUNCTION_MEAN,
+    name: pb.AggregateFunction.ValueType(code) for code, name in _FUNCTIONS.items()
 }
 _OPERATORS: dict[int, Operator] = {
     pb.FILTER_OPERATOR_EQUAL: "=",
@@ -83,9 +93,17 @@ def query_from_proto(request: pb.RunQueryRequest) -> Query:
         function = _FUNCTIONS.get(agg.function)
         if function is None:
             raise InvalidQuery(
-                f"aggregations[{i}].function", "expected COUNT, SUM or MEAN"
+                f"aggregations[{i}].function",
+                "expected COUNT, SUM, MEAN, VARIANCE, STDDEV, HISTOGRAM or QUANTILE",
             )
-        aggregations.append(Aggregation(function, agg.column or None))
+        aggregations.append(
+            Aggregation(
+                function,
+                agg.column or None,
+                tuple(agg.bin_edges),
+                tuple(agg.quantiles),
+            )
+        )
     filters = []
     for i, flt in enumerate(request.filters):
         op = _OPERATORS.get(flt.operator)
@@ -114,6 +132,11 @@ def query_from_proto(request: pb.RunQueryRequest) -> Query:
         filters=tuple(filters),
         group_by=tuple(request.group_by),
         access=access,
+        binned=tuple(
+            Binning(g.column, tuple(g.bin_edges)) for g in request.binned_group_by
+        ),
+        dry_run=request.dry_run,
+        exact=request.privacy.exact,
     )
 
 
@@ -139,26 +162,6 @@ def dataset_to_proto(agency: str, spec: DatasetSpec) -> types_pb2.Dataset:
         description=spec.description,
         columns=[column_to_proto(n, c) for n, c in spec.columns.items()],
     )
-
-
-def groups_to_proto(groups: list[GroupRow]) -> list[pb.GroupResult]:
-    """Encode computed groups."""
-    out = []
-    for group in groups:
-        msg = pb.GroupResult(key=[value_to_proto(k) for k in group.key])
-        for p in group.partials:
-            result = msg.results.add(
-                aggregation=pb.Aggregation(
-                    function=_FUNCTION_CODES[p.aggregation.function],
-                    column=p.aggregation.column or "",
-                ),
-                count=p.count,
-                sum=p.sum,
-            )
-            if p.value is not None:
-                result.value = p.value
-        out.append(msg)
-    return out
 
 
 def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:

@@ -28,6 +28,11 @@ from node._config import NodeConfig
 from node._errors import NodeStartupError
 from node._exit import ExitCode
 from node._gate import Gate, PolicyHolder
+from node._secure_sessions import (
+    SecureAggregationServicer,
+    SecureSessions,
+    add_secure_aggregation_service,
+)
 from node._servicer import Clock, NodeServicer
 from node._sources import DataSource, SourceError, open_source
 from policies import auditlog, ledger
@@ -272,6 +277,8 @@ def create_server(
         ],
     )
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(servicer, server)
+    sessions = SecureSessions()
+    add_secure_aggregation_service(server, SecureAggregationServicer(sessions))
     add_audit_service(server, AuditServicer(state.log, identity, clock))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

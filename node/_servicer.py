@@ -13,10 +13,12 @@ import pki
 import policies
 from accord.v1 import node_service_pb2 as pb
 from accord.v1 import node_service_pb2_grpc as pb_grpc
+from node import privacy as privacy_mod
 from node._config import DatasetSpec
 from node._errors import (
     InvalidQuery,
     NodeError,
+    PolicyDenied,
     ShuttingDown,
     SourceUnavailable,
     Unauthenticated,
@@ -24,16 +26,26 @@ from node._errors import (
 )
 from node._gate import Admission, Gate, PolicyHolder, Ticket, request_hash
 from node._query import Query, check_query
-from node._result import GroupRow
 from node._serde import (
     dataset_to_proto,
-    groups_to_proto,
     privacy_from_proto,
     query_from_proto,
     timestamp,
+    value_to_proto,
 )
 from node._sources import DataSource
-from node._sql import assemble, build_select
+from node._statistics import (
+    Layout,
+    Released,
+    build_statistics_select,
+    encodings,
+    exact_vectors,
+    layout,
+    plan_statistics,
+    release_statistics,
+    requested,
+)
+from policies.ledger import Balance
 
 Clock = Callable[[], datetime]
 
@@ -224,31 +236,119 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
             ticket = Ticket(
                 **{**ticket.__dict__, "columns": tuple(sorted(query.columns()))}
             )
-            admission = self._gate.admit(
-                ticket, self._access(requester, query, privacy)
-            )
-            groups = self._compute(admission, query, dataset)
+            access = self._access(requester, query, privacy)
+            groups = layout(query, dataset)
+            planned: list[privacy_mod.ReleasePlan] = []
+
+            def check(decision: policies.Decision) -> None:
+                planned.append(self._plan(query, dataset, groups, decision, privacy))
+
+            if query.dry_run:
+                decision, balances = self._gate.assess(ticket, access, check)
+                return self._dry_run_response(
+                    query, groups, decision, balances, planned
+                )
+            admission = self._gate.admit(ticket, access, check)
+            plan = planned[0]
+            obligations = admission.decision.obligations
+            released = self._compute(admission, query, dataset, groups, plan)
             response = pb.RunQueryResponse(
                 query_id=query.query_id,
                 agency=self._identity.agency,
                 policy_digest=admission.decision.policy_digest,
                 computed_at=timestamp(self._clock()),
-                group_by=list(query.group_by),
-                groups=groups_to_proto(groups),
+                group_by=list(groups.columns),
+                groups=[
+                    pb.GroupResult(key=[value_to_proto(k) for k in key])
+                    for key in groups.keys
+                ],
                 matched_rules=list(admission.decision.matched_rules),
                 decision_seq=admission.record.seq,
+                statistics=released.statistics,
+                suppressed=released.suppressed,
             )
             response.privacy.rho_charged = admission.decision.rho
             remaining = admission.remaining_rho
-            if remaining is not None:
-                delta = self._gate.policy.current.policy.policy.delta
+            if remaining is not None and obligations is not None:
                 response.privacy.rho_remaining = remaining
                 response.privacy.epsilon_remaining = policies.epsilon_at(
-                    remaining, delta
+                    remaining, obligations.delta
                 )
-                response.privacy.delta = delta
+                response.privacy.delta = obligations.delta
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _plan(
+        self,
+        query: Query,
+        dataset: DatasetSpec,
+        groups: Layout,
+        decision: policies.Decision,
+        loss: policies.PrivacyLoss | None,
+    ) -> privacy_mod.ReleasePlan:
+        """Plan the release under the decision's obligations (no data touched)."""
+        obligations = decision.obligations
+        assert obligations is not None
+        if query.exact and not obligations.exact_allowed:
+            raise PolicyDenied(
+                f"rule {','.join(decision.matched_rules)} does not permit exact answers",
+                metadata={
+                    "policy": decision.policy_uid,
+                    "rule": ",".join(decision.matched_rules),
+                    "revision": decision.policy_digest,
+                },
+            )
+        bounds = {col: (lo, hi) for col, lo, hi in obligations.clamp_bounds}
+        try:
+            return privacy_mod.plan_release(
+                requested(query),
+                groups=len(groups.keys),
+                max_rows_per_person=obligations.max_rows_per_person,
+                columns=encodings(query, dataset, bounds),
+                rho=None
+                if loss is not None and loss.epsilon is not None
+                else decision.rho,
+                epsilon=loss.epsilon if loss is not None else None,
+                min_group_size=obligations.min_group_size,
+            )
+        except (ValueError, TypeError) as exc:
+            raise InvalidQuery("aggregations", f"cannot be released: {exc}") from None
+
+    def _dry_run_response(
+        self,
+        query: Query,
+        groups: Layout,
+        decision: policies.Decision,
+        balances: tuple[Balance, ...],
+        planned: list[privacy_mod.ReleasePlan],
+    ) -> pb.RunQueryResponse:
+        response = pb.RunQueryResponse(
+            query_id=query.query_id,
+            agency=self._identity.agency,
+            policy_digest=decision.policy_digest,
+            computed_at=timestamp(self._clock()),
+            group_by=list(groups.columns),
+            groups=[
+                pb.GroupResult(key=[value_to_proto(k) for k in key])
+                for key in groups.keys
+            ],
+            matched_rules=list(decision.matched_rules),
+        )
+        plan = response.plan
+        plan.allowed = decision.allowed
+        plan.reason = decision.reason
+        if decision.allowed and planned:
+            release = planned[0]
+            plan.rho = decision.rho
+            plan.statistics.extend(
+                plan_statistics(release, len(groups.keys), exact=query.exact)
+            )
+            plan.at_risk_below = release.at_risk_below or 0
+            plan.min_group_size = release.min_group_size or 0
+            remaining = min((b.remaining_rho for b in balances), default=None)
+            if remaining is not None:
+                plan.rho_remaining = remaining
+        return response
 
     @staticmethod
     def _access(
@@ -266,23 +366,36 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
             legal_basis=query.access.legal_basis,
             justification=query.access.justification,
             on_behalf_of=query.access.on_behalf_of,
-            value_columns=frozenset(
-                a.column
-                for a in query.aggregations
-                if a.column and a.function in ("sum", "mean")
-            ),
+            value_columns=query.value_columns(),
             privacy=privacy,
         )
 
     def _compute(
-        self, admission: Admission, query: Query, dataset: DatasetSpec
-    ) -> list[GroupRow]:
+        self,
+        admission: Admission,
+        query: Query,
+        dataset: DatasetSpec,
+        groups: Layout,
+        plan: privacy_mod.ReleasePlan,
+    ) -> Released:
         source = self._sources[dataset.id]
+        obligations = admission.decision.obligations
+        assert obligations is not None
         try:
-            rows = source.run(build_select(query, dataset, source.table()))
+            rows = source.run(
+                build_statistics_select(query, dataset, source.table(), plan)
+            )
+            exact = exact_vectors(query, dataset, groups, plan, rows)
+            return release_statistics(
+                plan,
+                exact,
+                len(groups.keys),
+                noise=not (query.exact and obligations.exact_allowed),
+                min_group_size=obligations.min_group_size,
+            )
         except Exception as exc:
             _log.error(
-                "data source failed",
+                "query failed at the source",
                 extra={
                     "fields": {
                         "query_id": query.query_id,
@@ -295,11 +408,10 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
             raise SourceUnavailable(
                 f"dataset {dataset.id!r} is temporarily unavailable at this node"
             ) from None
-        return assemble(query, dataset, rows)
 
 
 def _scope(charge: policies.BudgetCharge) -> str:
-    """``lifetime`` or the period as an ISO 8601 duration (``P30D``)."""
+    """Return ``lifetime`` or the period as an ISO 8601 duration (``P30D``)."""
     if charge.period_start is None or charge.period_end is None:
         return "lifetime"
     return f"P{(charge.period_end - charge.period_start).days}D"

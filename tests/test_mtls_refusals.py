@@ -175,6 +175,7 @@ def test_query_cli_json_names_contributors(federation: RunningFederation) -> Non
             "cross_border=true",
             "--format",
             "json",
+            "--exact",
         ],
     )
     assert result.exit_code == 0, result.output

@@ -141,7 +141,12 @@ def _serve_command(config: Path, ready_file: Path, *extra: str) -> list[str]:
 
 def _env() -> dict[str, str]:
     """The child's environment: no ACCORD_ settings, rich at its default 80 columns."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
+    # Importing flwr in this process sets GRPC_VERBOSITY; the child chooses its own.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ACCORD_") and k != "GRPC_VERBOSITY"
+    }
     env.update(FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1", COLUMNS="80")
     return env
 
@@ -269,16 +274,13 @@ def _returned_numbers(result: coordinator.FederatedResult) -> set[float]:
     numbers: set[float] = set()
     for group in result.groups:
         for v in group.values:
-            numbers.update((float(v.count), float(v.sum)))
-            if v.value is not None:
-                numbers.add(float(v.value))
+            for number in (v.value, v.low, v.high):
+                if number is not None:
+                    numbers.add(float(number))
     for outcome in result.outcomes:
         if outcome.ok and outcome.response is not None:
-            for g in outcome.response.groups:
-                for r in g.results:
-                    numbers.update((float(r.count), float(r.sum)))
-                    if r.HasField("value"):
-                        numbers.add(r.value)
+            for stat in outcome.response.statistics:
+                numbers.update(float(x) for x in stat.values)
     return numbers
 
 

@@ -17,8 +17,15 @@ from demo import PROFILES, SCHEMA, generate
 from demo._provision import _write_data
 from node._config import DatasetSpec
 from node._query import Access, Aggregation, Filter, Query
+from node import privacy
 from node._sources import SourceError, open_source
-from node._sql import assemble, build_select
+from node._statistics import (
+    build_statistics_select,
+    encodings,
+    exact_vectors,
+    layout,
+    requested,
+)
 
 TABLE = generate(PROFILES["agency-b"], seed=11).slice(0, 700)
 
@@ -88,17 +95,23 @@ def pg_table(postgres_url: str) -> Iterator[str]:
 
 
 def results(spec: DatasetSpec) -> list[Any]:
+    """Exact integer statistics of every query, as the node computes them."""
     source = open_source(spec)
     try:
         out = []
         for query in QUERIES:
-            rows = source.run(build_select(query, spec, source.table()))
-            out.append(
-                [
-                    (g.key, [(p.count, round(p.sum, 6)) for p in g.partials])
-                    for g in assemble(query, spec, rows)
-                ]
+            groups = layout(query, spec)
+            plan = privacy.plan_release(
+                requested(query),
+                groups=len(groups.keys),
+                max_rows_per_person=1,
+                columns=encodings(query, spec, {}),
+                rho=1.0,
             )
+            rows = source.run(
+                build_statistics_select(query, spec, source.table(), plan)
+            )
+            out.append((groups.keys, exact_vectors(query, spec, groups, plan, rows)))
         return out
     finally:
         source.close()
@@ -116,9 +129,14 @@ def test_file_and_sqlite_sources_agree(tmp_path: Path) -> None:
             )
         answers.append(results(spec_for(source)))
     assert answers[0] == answers[1] == answers[2]
-    counts = {key: parts[0][0] for key, parts in answers[0][0]}
+    keys, vectors = answers[0][0]
+    counts = dict(zip(keys, vectors["count"], strict=True))
     offences = TABLE.column("offence").to_pylist()
     assert counts == {(o,): offences.count(o) for o in SCHEMA["offence"]["categories"]}  # type: ignore[index]
+    suspects = dict(zip(keys, vectors["sum(suspects)"], strict=True))
+    rows = TABLE.to_pylist()
+    for (offence,), total in suspects.items():
+        assert total == sum(r["suspects"] for r in rows if r["offence"] == offence)
 
 
 @pytest.mark.postgres
@@ -170,6 +188,7 @@ def test_a_node_serves_a_postgresql_table(
             ),
             group_by=("region",),
             purpose="statistics",
+            exact=True,
         )
         with coordinator.Coordinator.from_config(
             coordinator.load_federation(fed_file)

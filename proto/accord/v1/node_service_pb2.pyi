@@ -35,6 +35,14 @@ class _AggregateFunctionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Agg
     """Sum of a numeric column."""
     AGGREGATE_FUNCTION_MEAN: _AggregateFunction.ValueType  # 3
     """Mean of a numeric column; released as a sum and a count so it can be combined."""
+    AGGREGATE_FUNCTION_VARIANCE: _AggregateFunction.ValueType  # 4
+    """Variance of a numeric column (from count, sum and sum of squares)."""
+    AGGREGATE_FUNCTION_STDDEV: _AggregateFunction.ValueType  # 5
+    """Standard deviation of a numeric column (the square root of the variance)."""
+    AGGREGATE_FUNCTION_HISTOGRAM: _AggregateFunction.ValueType  # 6
+    """Counts in public bins (`bin_edges`) of a numeric column."""
+    AGGREGATE_FUNCTION_QUANTILE: _AggregateFunction.ValueType  # 7
+    """Quantiles (`quantiles`) of a numeric column, read off a histogram over `bin_edges`."""
 
 class AggregateFunction(_AggregateFunction, metaclass=_AggregateFunctionEnumTypeWrapper):
     """Aggregate functions."""
@@ -47,6 +55,14 @@ AGGREGATE_FUNCTION_SUM: AggregateFunction.ValueType  # 2
 """Sum of a numeric column."""
 AGGREGATE_FUNCTION_MEAN: AggregateFunction.ValueType  # 3
 """Mean of a numeric column; released as a sum and a count so it can be combined."""
+AGGREGATE_FUNCTION_VARIANCE: AggregateFunction.ValueType  # 4
+"""Variance of a numeric column (from count, sum and sum of squares)."""
+AGGREGATE_FUNCTION_STDDEV: AggregateFunction.ValueType  # 5
+"""Standard deviation of a numeric column (the square root of the variance)."""
+AGGREGATE_FUNCTION_HISTOGRAM: AggregateFunction.ValueType  # 6
+"""Counts in public bins (`bin_edges`) of a numeric column."""
+AGGREGATE_FUNCTION_QUANTILE: AggregateFunction.ValueType  # 7
+"""Quantiles (`quantiles`) of a numeric column, read off a histogram over `bin_edges`."""
 Global___AggregateFunction: _TypeAlias = AggregateFunction  # noqa: Y015
 
 class _FilterOperator:
@@ -180,23 +196,63 @@ class Aggregation(_message.Message):
 
     FUNCTION_FIELD_NUMBER: _builtins.int
     COLUMN_FIELD_NUMBER: _builtins.int
+    BIN_EDGES_FIELD_NUMBER: _builtins.int
+    QUANTILES_FIELD_NUMBER: _builtins.int
     function: Global___AggregateFunction.ValueType
     """The function."""
     column: _builtins.str
     """The column; empty for a row count."""
+    @_builtins.property
+    def bin_edges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Public bin edges, increasing: bins are [e0, e1), ..., [e(n-1), en]."""
+
+    @_builtins.property
+    def quantiles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Quantile levels in (0, 1), e.g. 0.5 for the median."""
+
     def __init__(
         self,
         *,
         function: Global___AggregateFunction.ValueType = ...,
         column: _builtins.str = ...,
+        bin_edges: _abc.Iterable[_builtins.float] | None = ...,
+        quantiles: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "function", b"function"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bin_edges", b"bin_edges", "column", b"column", "function", b"function", "quantiles", b"quantiles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Aggregation: _TypeAlias = Aggregation  # noqa: Y015
+
+@_typing.final
+class NumericGrouping(_message.Message):
+    """A numeric group-by column, binned at public edges (bins as in `Aggregation`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMN_FIELD_NUMBER: _builtins.int
+    BIN_EDGES_FIELD_NUMBER: _builtins.int
+    column: _builtins.str
+    """The column."""
+    @_builtins.property
+    def bin_edges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Public bin edges, increasing."""
+
+    def __init__(
+        self,
+        *,
+        column: _builtins.str = ...,
+        bin_edges: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bin_edges", b"bin_edges", "column", b"column"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NumericGrouping: _TypeAlias = NumericGrouping  # noqa: Y015
 
 @_typing.final
 class Filter(_message.Message):
@@ -249,10 +305,16 @@ class RunQueryRequest(_message.Message):
     GROUP_BY_FIELD_NUMBER: _builtins.int
     ACCESS_FIELD_NUMBER: _builtins.int
     PRIVACY_FIELD_NUMBER: _builtins.int
+    BINNED_GROUP_BY_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     """Caller-chosen identifier, the same at every node of one federated query."""
     dataset_id: _builtins.str
     """The dataset to query (`Dataset.dataset_id`)."""
+    dry_run: _builtins.bool
+    """Plan only: say whether the query would be allowed, its noise and its cost, without
+    touching data or spending budget.
+    """
     @_builtins.property
     def aggregations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Aggregation]:
         """The aggregates to compute, in order."""
@@ -273,6 +335,10 @@ class RunQueryRequest(_message.Message):
     def privacy(self) -> Global___PrivacyRequest:
         """The privacy loss the requester accepts for this query (within the policy's cap)."""
 
+    @_builtins.property
+    def binned_group_by(self) -> _containers.RepeatedCompositeFieldContainer[Global___NumericGrouping]:
+        """Numeric group-by columns, binned at public edges (after the `group_by` columns)."""
+
     def __init__(
         self,
         *,
@@ -283,10 +349,12 @@ class RunQueryRequest(_message.Message):
         group_by: _abc.Iterable[_builtins.str] | None = ...,
         access: _types_pb2.AccessContext | None = ...,
         privacy: Global___PrivacyRequest | None = ...,
+        binned_group_by: _abc.Iterable[Global___NumericGrouping] | None = ...,
+        dry_run: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "privacy", b"privacy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "aggregations", b"aggregations", "dataset_id", b"dataset_id", "filters", b"filters", "group_by", b"group_by", "privacy", b"privacy", "query_id", b"query_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "aggregations", b"aggregations", "binned_group_by", b"binned_group_by", "dataset_id", b"dataset_id", "dry_run", b"dry_run", "filters", b"filters", "group_by", b"group_by", "privacy", b"privacy", "query_id", b"query_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -300,25 +368,77 @@ class PrivacyRequest(_message.Message):
 
     EPSILON_FIELD_NUMBER: _builtins.int
     RHO_FIELD_NUMBER: _builtins.int
+    EXACT_FIELD_NUMBER: _builtins.int
     epsilon: _builtins.float
     """Pure differential privacy epsilon."""
     rho: _builtins.float
     """Zero-concentrated differential privacy rho."""
+    exact: _builtins.bool
+    """Ask for exact answers, without noise: only where the node's policy allows it."""
     def __init__(
         self,
         *,
         epsilon: _builtins.float = ...,
         rho: _builtins.float = ...,
+        exact: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["epsilon", b"epsilon", "loss", b"loss", "rho", b"rho"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon", b"epsilon", "loss", b"loss", "rho", b"rho"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon", b"epsilon", "exact", b"exact", "loss", b"loss", "rho", b"rho"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_loss: _TypeAlias = _typing.Literal["epsilon", "rho"]  # noqa: Y015
     _WhichOneofArgType_loss: _TypeAlias = _typing.Literal["loss", b"loss"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_loss) -> _WhichOneofReturnType_loss | None: ...
 
 Global___PrivacyRequest: _TypeAlias = PrivacyRequest  # noqa: Y015
+
+@_typing.final
+class Statistic(_message.Message):
+    """One released vector of integers: the node's noisy (or exact) statistic per cell."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    MECHANISM_FIELD_NUMBER: _builtins.int
+    NOISE_SCALE_FIELD_NUMBER: _builtins.int
+    CELLS_PER_GROUP_FIELD_NUMBER: _builtins.int
+    HALF_WIDTH_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """What it counts: "count", "sum(col)", "sum_of_squares(col)", "histogram(col; edges)"."""
+    unit: _builtins.float
+    """The value of one integer unit (2^-k for fixed-point sums; 1 for counts)."""
+    mechanism: _builtins.str
+    """"discrete_gaussian", "discrete_laplace" or "none" (exact)."""
+    noise_scale: _builtins.float
+    """The noise scale (sigma or b), in integer units; 0 when exact."""
+    cells_per_group: _builtins.int
+    """Cells per group: 1, or the number of bins of a histogram."""
+    half_width: _builtins.float
+    """Half-width of the 95% interval of one cell, in integer units."""
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """One integer per cell, group-major: group 0's cells, then group 1's, ..."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        values: _abc.Iterable[_builtins.int] | None = ...,
+        unit: _builtins.float = ...,
+        mechanism: _builtins.str = ...,
+        noise_scale: _builtins.float = ...,
+        cells_per_group: _builtins.int = ...,
+        half_width: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells_per_group", b"cells_per_group", "half_width", b"half_width", "mechanism", b"mechanism", "name", b"name", "noise_scale", b"noise_scale", "unit", b"unit", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Statistic: _TypeAlias = Statistic  # noqa: Y015
 
 @_typing.final
 class PrivacyCharge(_message.Message):
@@ -444,6 +564,9 @@ class RunQueryResponse(_message.Message):
     MATCHED_RULES_FIELD_NUMBER: _builtins.int
     PRIVACY_FIELD_NUMBER: _builtins.int
     DECISION_SEQ_FIELD_NUMBER: _builtins.int
+    STATISTICS_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     """Echo of the request's query_id."""
     agency: _builtins.str
@@ -472,6 +595,20 @@ class RunQueryResponse(_message.Message):
     def privacy(self) -> Global___PrivacyCharge:
         """What the query cost the requester's budgets."""
 
+    @_builtins.property
+    def statistics(self) -> _containers.RepeatedCompositeFieldContainer[Global___Statistic]:
+        """The released statistics, one vector each over `groups` in order."""
+
+    @_builtins.property
+    def suppressed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]:
+        """Groups whose noisy count is under the policy's minimum group size: their
+        statistics are withheld (zero) and must not be read.
+        """
+
+    @_builtins.property
+    def plan(self) -> Global___QueryPlan:
+        """Dry runs: the plan, with no data touched and no budget spent."""
+
     def __init__(
         self,
         *,
@@ -484,14 +621,69 @@ class RunQueryResponse(_message.Message):
         matched_rules: _abc.Iterable[_builtins.str] | None = ...,
         privacy: Global___PrivacyCharge | None = ...,
         decision_seq: _builtins.int = ...,
+        statistics: _abc.Iterable[Global___Statistic] | None = ...,
+        suppressed: _abc.Iterable[_builtins.bool] | None = ...,
+        plan: Global___QueryPlan | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "privacy", b"privacy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "plan", b"plan", "privacy", b"privacy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "computed_at", b"computed_at", "decision_seq", b"decision_seq", "group_by", b"group_by", "groups", b"groups", "matched_rules", b"matched_rules", "policy_digest", b"policy_digest", "privacy", b"privacy", "query_id", b"query_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "computed_at", b"computed_at", "decision_seq", b"decision_seq", "group_by", b"group_by", "groups", b"groups", "matched_rules", b"matched_rules", "plan", b"plan", "policy_digest", b"policy_digest", "privacy", b"privacy", "query_id", b"query_id", "statistics", b"statistics", "suppressed", b"suppressed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunQueryResponse: _TypeAlias = RunQueryResponse  # noqa: Y015
+
+@_typing.final
+class QueryPlan(_message.Message):
+    """What a query would release, computed without data (`dry_run`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RHO_FIELD_NUMBER: _builtins.int
+    STATISTICS_FIELD_NUMBER: _builtins.int
+    AT_RISK_BELOW_FIELD_NUMBER: _builtins.int
+    RHO_REMAINING_FIELD_NUMBER: _builtins.int
+    MIN_GROUP_SIZE_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    """Whether the policy would allow the query."""
+    reason: _builtins.str
+    """The declared rule that decided."""
+    rho: _builtins.float
+    """The rho the query would charge."""
+    at_risk_below: _builtins.int
+    """Cells whose noisy count may fall under the minimum group size when the true
+    count is below this (0 when no minimum applies).
+    """
+    rho_remaining: _builtins.float
+    """The least remaining rho over the budgets the query would charge."""
+    min_group_size: _builtins.int
+    """The policy's minimum group size, if any."""
+    @_builtins.property
+    def statistics(self) -> _containers.RepeatedCompositeFieldContainer[Global___Statistic]:
+        """The released vectors, with their noise (values empty)."""
+
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        rho: _builtins.float = ...,
+        statistics: _abc.Iterable[Global___Statistic] | None = ...,
+        at_risk_below: _builtins.int = ...,
+        rho_remaining: _builtins.float | None = ...,
+        min_group_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_rho_remaining", b"_rho_remaining", "rho_remaining", b"rho_remaining"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_rho_remaining", b"_rho_remaining", "allowed", b"allowed", "at_risk_below", b"at_risk_below", "min_group_size", b"min_group_size", "reason", b"reason", "rho", b"rho", "rho_remaining", b"rho_remaining", "statistics", b"statistics"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__rho_remaining: _TypeAlias = _typing.Literal["rho_remaining"]  # noqa: Y015
+    _WhichOneofArgType__rho_remaining: _TypeAlias = _typing.Literal["_rho_remaining", b"_rho_remaining"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rho_remaining) -> _WhichOneofReturnType__rho_remaining | None: ...
+
+Global___QueryPlan: _TypeAlias = QueryPlan  # noqa: Y015
 
 @_typing.final
 class GetBudgetRequest(_message.Message):
@@ -500,18 +692,24 @@ class GetBudgetRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUESTER_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
     requester: _builtins.str
     """The requester (SAN URI) whose budgets to show; empty means the caller.
     Only officers of the node's agency may name another requester.
+    """
+    purpose: _builtins.str
+    """For per-purpose budgets: the purpose to show; empty shows every purpose the
+    policy permits the requester.
     """
     def __init__(
         self,
         *,
         requester: _builtins.str = ...,
+        purpose: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["requester", b"requester"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["purpose", b"purpose", "requester", b"requester"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
