@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 
 import pki
+import secagg
 from accord.v1 import node_service_pb2 as pb
 from coordinator._combine import FederatedResult, combine
 from coordinator._errors import NoNodeAnswered, SchemaMismatch, TlsSetupError
@@ -15,8 +17,13 @@ from coordinator._federation import FederationConfig
 from coordinator._link import GrpcNodeLink, NodeAddress, NodeLink
 from coordinator._outcome import NodeOutcome
 from coordinator._schema import find_dataset, typed_spec
+from coordinator._secure_link import GrpcSecureAggregationLink
+from coordinator._secure_sum import SecureSumFailed, SecureSumSession, secure_sum
 from coordinator._serde import spec_to_proto
 from coordinator._spec import QuerySpec
+
+#: Bits of each masked value; must equal the nodes' (node._servicer.SECURE_VALUE_BITS).
+SECURE_VALUE_BITS = 48
 
 
 def load_tls(
@@ -153,9 +160,22 @@ class Coordinator:
         typed = typed_spec(spec, schema)
         request = spec_to_proto(typed)
         live = [link for link, o in zip(self.links, infos, strict=True) if o.ok]
+        session: SecureSumSession | None = None
+        requests = {id(link): request for link in live}
+        if typed.secure_aggregation and live and not typed.dry_run:
+            session = SecureSumSession.new(
+                len(live), min_participants=max(2, typed.min_participants)
+            )
+            for pid, link in enumerate(live, start=1):
+                personal = pb.RunQueryRequest()
+                personal.CopyFrom(request)
+                personal.secure_aggregation.CopyFrom(session.request(pid))
+                requests[id(link)] = personal
         answers = iter(
             fan_out(
-                live, lambda link, t: link.run_query(request, t), deadline=self.deadline
+                live,
+                lambda link, t: link.run_query(requests[id(link)], t),
+                deadline=self.deadline,
             )
         )
         outcomes: list[NodeOutcome[pb.RunQueryResponse]] = []
@@ -176,4 +196,84 @@ class Coordinator:
                         seconds=info.seconds,
                     )
                 )
-        return combine(typed, outcomes)
+        if session is None:
+            return combine(typed, outcomes)
+        return self._secure_combine(typed, outcomes, live, session)
+
+    def _secure_combine(
+        self,
+        spec: QuerySpec,
+        outcomes: list[NodeOutcome[pb.RunQueryResponse]],
+        live: list[NodeLink],
+        session: SecureSumSession,
+    ) -> FederatedResult:
+        """Unmask the sum of the nodes' masked statistics; nothing else is learned."""
+        by_label = {(o.agency, o.node): o for o in outcomes}
+        links = []
+        openings: dict[int, bytes] = {}
+        lengths = set()
+        layout: pb.RunQueryResponse | None = None
+        for pid, link in enumerate(live, start=1):
+            outcome = by_label[(link.node.agency, link.node.name)]
+            if not outcome.ok or outcome.response is None:
+                continue
+            if not isinstance(
+                link, GrpcNodeLink
+            ):  # pragma: no cover - other transports
+                continue
+            response = outcome.response
+            openings[pid] = response.secure_aggregation.advertise_keys
+            lengths.add(response.secure_aggregation.vector_length)
+            links.append(GrpcSecureAggregationLink.over(link, pid))
+            layout = layout or response
+        if layout is None or len(lengths) != 1:
+            raise SecureSumFailed(
+                "no node opened the session, or they released different statistics; "
+                "no secure total can be formed",
+                stage="opening",
+                failures={},
+            )
+        result = secure_sum(
+            links,
+            openings,
+            session_id=session.session_id,
+            vector_length=lengths.pop(),
+            threshold=session.threshold,
+            min_participants=session.min_participants,
+            deadline=self.deadline,
+        )
+        total = secagg.decode_ints(
+            result.total,
+            value_bits=SECURE_VALUE_BITS,
+            participants=session.participants,
+        )
+        groups = len(layout.groups)
+        totals: dict[str, list[int]] = {}
+        offset = 0
+        for stat in layout.statistics:
+            size = (stat.cells_per_group or 1) * groups
+            totals[stat.name] = [int(x) for x in total[offset : offset + size]]
+            offset += size
+        contributors = set(result.contributors)
+        final: list[NodeOutcome[pb.RunQueryResponse]] = []
+        pids = {
+            (link.node.agency, link.node.name): pid for pid, link in enumerate(live, 1)
+        }
+        for outcome in outcomes:
+            pid = pids.get((outcome.agency, outcome.node), 0)
+            if outcome.ok and pid not in contributors:
+                why = result.failures.get(pid, "dropped out")
+                final.append(
+                    dataclasses.replace(
+                        outcome,
+                        status="failed",
+                        response=None,
+                        message=f"secure aggregation: {why}",
+                    )
+                )
+            else:
+                final.append(outcome)
+        minimum = max(
+            (o.response.min_group_size for o in final if o.ok and o.response), default=0
+        )
+        return combine(spec, final, secure_totals=totals, min_group_size=minimum)

@@ -18,6 +18,7 @@ interval comes from the CDF band of the same confidence.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -380,8 +381,14 @@ def combine(
     outcomes: Sequence[NodeOutcome[pb.RunQueryResponse]],
     *,
     secure_totals: dict[str, list[int]] | None = None,
+    min_group_size: int = 0,
 ) -> FederatedResult:
-    """Add the statistics of the nodes that answered and derive every aggregate."""
+    """Add the statistics of the nodes that answered and derive every aggregate.
+
+    With ``secure_totals`` (the unmasked sum of the contributors' vectors) the
+    per-node values are never seen; cells whose total noisy count is under
+    ``min_group_size`` are then withheld here, as each node would have done.
+    """
     answered = [
         (f"{o.agency}/{o.node}", o.response)
         for o in outcomes
@@ -390,10 +397,24 @@ def combine(
     if secure_totals is not None and answered:
         answered = add_secure_total([r for _, r in answered], secure_totals)
     totals, order, suppressed = sum_statistics(answered)
-    groups = tuple(
-        CombinedGroup(key, tuple(derive(spec, totals, key)), tuple(suppressed[key]))
-        for key in order
-    )
+    groups = []
+    for key in order:
+        values = derive(spec, totals, key)
+        hidden = tuple(suppressed[key])
+        count = totals.get("count")
+        if (
+            min_group_size
+            and count is not None
+            and count.values[key][0] < min_group_size
+        ):
+            hidden = ("secure aggregate",)
+            values = [
+                dataclasses.replace(v, value=None, low=None, high=None) for v in values
+            ]
+        groups.append(CombinedGroup(key, tuple(values), hidden))
     return FederatedResult(
-        spec, groups, tuple(outcomes), secure_aggregation=secure_totals is not None
+        spec,
+        tuple(groups),
+        tuple(outcomes),
+        secure_aggregation=secure_totals is not None,
     )

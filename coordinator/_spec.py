@@ -96,6 +96,7 @@ class QuerySpec:
     exact: bool = False
     dry_run: bool = False
     secure_aggregation: bool = False
+    min_participants: int = 3
 
     @property
     def group_columns(self) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ from node._secure_sessions import (
     SecureSessions,
     add_secure_aggregation_service,
 )
-from node._servicer import Clock, NodeServicer
+from node._servicer import INSECURE_REQUESTER, Clock, NodeServicer
 from node._sources import DataSource, SourceError, open_source
 from policies import auditlog, ledger
 
@@ -261,6 +261,7 @@ def create_server(
         clock=clock,
         operator=policies.Requester(identity.uri, identity.agency, identity.role),
     )
+    sessions = SecureSessions()
     servicer = NodeServicer(
         identity=identity,
         version=node_version(),
@@ -268,6 +269,7 @@ def create_server(
         sources=sources,
         gate=gate,
         clock=clock,
+        sessions=sessions,
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.node.max_workers),
@@ -277,8 +279,13 @@ def create_server(
         ],
     )
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(servicer, server)
-    sessions = SecureSessions()
-    add_secure_aggregation_service(server, SecureAggregationServicer(sessions))
+    add_secure_aggregation_service(
+        server,
+        SecureAggregationServicer(
+            sessions,
+            anonymous_owner=INSECURE_REQUESTER.uri if material is None else None,
+        ),
+    )
     add_audit_service(server, AuditServicer(state.log, identity, clock))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -8,11 +8,14 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import grpc
+import numpy as np
 
 import pki
 import policies
+import secagg
 from accord.v1 import node_service_pb2 as pb
 from accord.v1 import node_service_pb2_grpc as pb_grpc
+from accord.v1 import secure_aggregation_pb2 as pb_secagg
 from node import privacy as privacy_mod
 from node._config import DatasetSpec
 from node._errors import (
@@ -26,6 +29,12 @@ from node._errors import (
 )
 from node._gate import Admission, Gate, PolicyHolder, Ticket, request_hash
 from node._query import Query, check_query
+from node._secure_sessions import (
+    SecureSessions,
+    SessionRequest,
+    opening_to_proto,
+    request_from_proto,
+)
 from node._serde import (
     dataset_to_proto,
     privacy_from_proto,
@@ -53,6 +62,9 @@ _log = logging.getLogger("accord.node")
 
 INSECURE_REQUESTER = policies.Requester(uri="insecure:anonymous", agency="", role="")
 
+#: Bits of each masked value (two's complement); public, the same at every node.
+SECURE_VALUE_BITS = 48
+
 __all__ = ["INSECURE_REQUESTER", "NodeServicer", "PolicyHolder"]
 
 
@@ -68,7 +80,9 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         sources: Mapping[str, DataSource],
         gate: Gate,
         clock: Clock,
+        sessions: SecureSessions | None = None,
     ) -> None:
+        self._sessions = sessions if sessions is not None else SecureSessions()
         self._identity = identity
         self._version = version
         self._datasets = dict(datasets)
@@ -230,17 +244,32 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
                 query = query_from_proto(request)
                 dataset = check_query(query, self._datasets)
                 privacy = privacy_from_proto(request.privacy)
+                secure = (
+                    request_from_proto(request.secure_aggregation)
+                    if request.HasField("secure_aggregation")
+                    else None
+                )
             except InvalidQuery as exc:
                 self._gate.refuse(ticket, f"invalid request: {exc.field}")
                 raise
             ticket = Ticket(
                 **{**ticket.__dict__, "columns": tuple(sorted(query.columns()))}
             )
-            access = self._access(requester, query, privacy)
+            access = self._access(requester, query, privacy, secure)
             groups = layout(query, dataset)
             planned: list[privacy_mod.ReleasePlan] = []
 
             def check(decision: policies.Decision) -> None:
+                obligations = decision.obligations
+                assert obligations is not None
+                if secure is None and obligations.secure_aggregation_required:
+                    raise PolicyDenied(
+                        f"rule {','.join(decision.matched_rules)} requires secure "
+                        "aggregation",
+                        metadata=_rule_metadata(decision),
+                    )
+                if secure is not None:
+                    secure.check(max(2, obligations.min_participants or 2))
                 planned.append(self._plan(query, dataset, groups, decision, privacy))
 
             if query.dry_run:
@@ -251,7 +280,13 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
             admission = self._gate.admit(ticket, access, check)
             plan = planned[0]
             obligations = admission.decision.obligations
-            released = self._compute(admission, query, dataset, groups, plan)
+            assert obligations is not None
+            released = self._compute(
+                admission, query, dataset, groups, plan, suppress=secure is None
+            )
+            opening = None
+            if secure is not None:
+                opening = self._open_session(requester, secure, released, obligations)
             response = pb.RunQueryResponse(
                 query_id=query.query_id,
                 agency=self._identity.agency,
@@ -266,10 +301,13 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
                 decision_seq=admission.record.seq,
                 statistics=released.statistics,
                 suppressed=released.suppressed,
+                min_group_size=obligations.min_group_size or 0,
             )
+            if opening is not None:
+                response.secure_aggregation.CopyFrom(opening)
             response.privacy.rho_charged = admission.decision.rho
             remaining = admission.remaining_rho
-            if remaining is not None and obligations is not None:
+            if remaining is not None:
                 response.privacy.rho_remaining = remaining
                 response.privacy.epsilon_remaining = policies.epsilon_at(
                     remaining, obligations.delta
@@ -277,6 +315,36 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
                 response.privacy.delta = obligations.delta
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _open_session(
+        self,
+        requester: policies.Requester,
+        secure: SessionRequest,
+        released: Released,
+        obligations: policies.Obligations,
+    ) -> pb_secagg.SecureAggregationOpening:
+        """Mask the released vectors for secure aggregation; keep no values in clear.
+
+        The statistics' values are moved into one integer vector (statistics in
+        order, group-major), encoded mod 2^64 and masked by the session; the
+        response keeps only their names, units and noise.
+        """
+        flat: list[int] = []
+        for stat in released.statistics:
+            flat.extend(stat.values)
+            del stat.values[:]
+        vector = secagg.encode_ints(
+            np.asarray(flat, dtype=np.int64),
+            value_bits=SECURE_VALUE_BITS,
+            participants=secure.participants,
+        )
+        opening = self._sessions.open(
+            requester.uri,
+            secure,
+            vector,
+            policy_min_participants=max(2, obligations.min_participants or 2),
+        )
+        return opening_to_proto(opening)
 
     def _plan(
         self,
@@ -292,11 +360,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         if query.exact and not obligations.exact_allowed:
             raise PolicyDenied(
                 f"rule {','.join(decision.matched_rules)} does not permit exact answers",
-                metadata={
-                    "policy": decision.policy_uid,
-                    "rule": ",".join(decision.matched_rules),
-                    "revision": decision.policy_digest,
-                },
+                metadata=_rule_metadata(decision),
             )
         bounds = {col: (lo, hi) for col, lo, hi in obligations.clamp_bounds}
         try:
@@ -355,6 +419,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         requester: policies.Requester,
         query: Query,
         privacy: policies.PrivacyLoss | None,
+        secure: SessionRequest | None = None,
     ) -> policies.AccessRequest:
         return policies.AccessRequest(
             requester=requester,
@@ -368,6 +433,8 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
             on_behalf_of=query.access.on_behalf_of,
             value_columns=query.value_columns(),
             privacy=privacy,
+            secure_aggregation=secure is not None,
+            participants=secure.participants if secure is not None else None,
         )
 
     def _compute(
@@ -377,6 +444,8 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         dataset: DatasetSpec,
         groups: Layout,
         plan: privacy_mod.ReleasePlan,
+        *,
+        suppress: bool = True,
     ) -> Released:
         source = self._sources[dataset.id]
         obligations = admission.decision.obligations
@@ -391,7 +460,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
                 exact,
                 len(groups.keys),
                 noise=not (query.exact and obligations.exact_allowed),
-                min_group_size=obligations.min_group_size,
+                min_group_size=obligations.min_group_size if suppress else None,
             )
         except Exception as exc:
             _log.error(
@@ -415,3 +484,12 @@ def _scope(charge: policies.BudgetCharge) -> str:
     if charge.period_start is None or charge.period_end is None:
         return "lifetime"
     return f"P{(charge.period_end - charge.period_start).days}D"
+
+
+def _rule_metadata(decision: policies.Decision) -> dict[str, str]:
+    """Return the declared rule behind a refusal, for the caller's ErrorInfo."""
+    return {
+        "policy": decision.policy_uid,
+        "rule": ",".join(decision.matched_rules) or "default-deny",
+        "revision": decision.policy_digest,
+    }

@@ -163,7 +163,8 @@ def build_statistics_select(
     if conditions:
         stmt = stmt.where(sa.and_(*conditions))
     if keys:
-        stmt = stmt.group_by(*keys)
+        # By output name: a CASE with bound edges is not textually repeatable.
+        stmt = stmt.group_by(*(sa.literal_column(f"g{i}") for i in range(len(keys))))
     return stmt
 
 

@@ -22,53 +22,54 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from accord.v1 import secure_aggregation_pb2 as accord_dot_v1_dot_secure__aggregation__pb2
 from accord.v1 import types_pb2 as accord_dot_v1_dot_types__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61\x63\x63ord/v1/node_service.proto\x12\taccord.v1\x1a\x15\x61\x63\x63ord/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x14\n\x12GetNodeInfoRequest\"\xf5\x01\n\x13GetNodeInfoResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x12\n\nfederation\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x10\n\x08identity\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x15\n\rpolicy_digest\x18\x06 \x01(\t\x12$\n\x08\x64\x61tasets\x18\x07 \x03(\x0b\x32\x12.accord.v1.Dataset\x12\x17\n\x0f\x63\x61ller_identity\x18\x08 \x01(\t\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x0b\x41ggregation\x12.\n\x08\x66unction\x18\x01 \x01(\x0e\x32\x1c.accord.v1.AggregateFunction\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\x12\x11\n\tbin_edges\x18\x03 \x03(\x01\x12\x11\n\tquantiles\x18\x04 \x03(\x01\"4\n\x0fNumericGrouping\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12\x11\n\tbin_edges\x18\x02 \x03(\x01\"\x88\x01\n\x06\x46ilter\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12+\n\x08operator\x18\x02 \x01(\x0e\x32\x19.accord.v1.FilterOperator\x12\x1f\n\x05value\x18\x03 \x01(\x0b\x32\x10.accord.v1.Value\x12 \n\x06values\x18\x04 \x03(\x0b\x32\x10.accord.v1.Value\"\xb7\x02\n\x0fRunQueryRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12,\n\x0c\x61ggregations\x18\x03 \x03(\x0b\x32\x16.accord.v1.Aggregation\x12\"\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x11.accord.v1.Filter\x12\x10\n\x08group_by\x18\x05 \x03(\t\x12(\n\x06\x61\x63\x63\x65ss\x18\x06 \x01(\x0b\x32\x18.accord.v1.AccessContext\x12*\n\x07privacy\x18\x07 \x01(\x0b\x32\x19.accord.v1.PrivacyRequest\x12\x33\n\x0f\x62inned_group_by\x18\x08 \x03(\x0b\x32\x1a.accord.v1.NumericGrouping\x12\x0f\n\x07\x64ry_run\x18\t \x01(\x08\"I\n\x0ePrivacyRequest\x12\x11\n\x07\x65psilon\x18\x01 \x01(\x01H\x00\x12\r\n\x03rho\x18\x02 \x01(\x01H\x00\x12\r\n\x05\x65xact\x18\x03 \x01(\x08\x42\x06\n\x04loss\"\x8c\x01\n\tStatistic\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x12\x12\x0c\n\x04unit\x18\x03 \x01(\x01\x12\x11\n\tmechanism\x18\x04 \x01(\t\x12\x13\n\x0bnoise_scale\x18\x05 \x01(\x01\x12\x17\n\x0f\x63\x65lls_per_group\x18\x06 \x01(\x05\x12\x12\n\nhalf_width\x18\x07 \x01(\x01\"\x97\x01\n\rPrivacyCharge\x12\x13\n\x0brho_charged\x18\x01 \x01(\x01\x12\x1a\n\rrho_remaining\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11\x65psilon_remaining\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x01\x42\x10\n\x0e_rho_remainingB\x14\n\x12_epsilon_remaining\"x\n\x0f\x41ggregateResult\x12+\n\x0b\x61ggregation\x18\x01 \x01(\x0b\x32\x16.accord.v1.Aggregation\x12\x12\n\x05value\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x0b\n\x03sum\x18\x04 \x01(\x01\x42\x08\n\x06_value\"Y\n\x0bGroupResult\x12\x1d\n\x03key\x18\x01 \x03(\x0b\x32\x10.accord.v1.Value\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.accord.v1.AggregateResult\"\xf0\x02\n\x10RunQueryResponse\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61gency\x18\x02 \x01(\t\x12\x15\n\rpolicy_digest\x18\x03 \x01(\t\x12/\n\x0b\x63omputed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08group_by\x18\x05 \x03(\t\x12&\n\x06groups\x18\x06 \x03(\x0b\x32\x16.accord.v1.GroupResult\x12\x15\n\rmatched_rules\x18\x07 \x03(\t\x12)\n\x07privacy\x18\x08 \x01(\x0b\x32\x18.accord.v1.PrivacyCharge\x12\x14\n\x0c\x64\x65\x63ision_seq\x18\t \x01(\x03\x12(\n\nstatistics\x18\n \x03(\x0b\x32\x14.accord.v1.Statistic\x12\x12\n\nsuppressed\x18\x0b \x03(\x08\x12\"\n\x04plan\x18\x0c \x01(\x0b\x32\x14.accord.v1.QueryPlan\"\xc0\x01\n\tQueryPlan\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0b\n\x03rho\x18\x03 \x01(\x01\x12(\n\nstatistics\x18\x04 \x03(\x0b\x32\x14.accord.v1.Statistic\x12\x15\n\rat_risk_below\x18\x05 \x01(\x03\x12\x1a\n\rrho_remaining\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\x0emin_group_size\x18\x07 \x01(\x03\x42\x10\n\x0e_rho_remaining\"6\n\x10GetBudgetRequest\x12\x11\n\trequester\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\"\xb0\x02\n\x06\x42udget\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x11\n\trequester\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x30\n\x0cperiod_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\trho_limit\x18\x07 \x01(\x01\x12\x11\n\trho_spent\x18\x08 \x01(\x01\x12\x15\n\rrho_remaining\x18\t \x01(\x01\x12\x19\n\x11\x65psilon_remaining\x18\n \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x0b \x01(\x01\x12\x17\n\x0f\x61lert_threshold\x18\x0c \x01(\x01\"a\n\x11GetBudgetResponse\x12\x11\n\trequester\x18\x01 \x01(\t\x12\x15\n\rpolicy_digest\x18\x02 \x01(\t\x12\"\n\x07\x62udgets\x18\x03 \x03(\x0b\x32\x11.accord.v1.Budget*\x91\x02\n\x11\x41ggregateFunction\x12\"\n\x1e\x41GGREGATE_FUNCTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41GGREGATE_FUNCTION_COUNT\x10\x01\x12\x1a\n\x16\x41GGREGATE_FUNCTION_SUM\x10\x02\x12\x1b\n\x17\x41GGREGATE_FUNCTION_MEAN\x10\x03\x12\x1f\n\x1b\x41GGREGATE_FUNCTION_VARIANCE\x10\x04\x12\x1d\n\x19\x41GGREGATE_FUNCTION_STDDEV\x10\x05\x12 \n\x1c\x41GGREGATE_FUNCTION_HISTOGRAM\x10\x06\x12\x1f\n\x1b\x41GGREGATE_FUNCTION_QUANTILE\x10\x07*\x9a\x02\n\x0e\x46ilterOperator\x12\x1f\n\x1b\x46ILTER_OPERATOR_UNSPECIFIED\x10\x00\x12\x19\n\x15\x46ILTER_OPERATOR_EQUAL\x10\x01\x12\x1d\n\x19\x46ILTER_OPERATOR_NOT_EQUAL\x10\x02\x12\x18\n\x14\x46ILTER_OPERATOR_LESS\x10\x03\x12\x1e\n\x1a\x46ILTER_OPERATOR_LESS_EQUAL\x10\x04\x12\x1b\n\x17\x46ILTER_OPERATOR_GREATER\x10\x05\x12!\n\x1d\x46ILTER_OPERATOR_GREATER_EQUAL\x10\x06\x12\x16\n\x12\x46ILTER_OPERATOR_IN\x10\x07\x12\x1b\n\x17\x46ILTER_OPERATOR_BETWEEN\x10\x08\x32\xe8\x01\n\x0bNodeService\x12L\n\x0bGetNodeInfo\x12\x1d.accord.v1.GetNodeInfoRequest\x1a\x1e.accord.v1.GetNodeInfoResponse\x12\x43\n\x08RunQuery\x12\x1a.accord.v1.RunQueryRequest\x1a\x1b.accord.v1.RunQueryResponse\x12\x46\n\tGetBudget\x12\x1b.accord.v1.GetBudgetRequest\x1a\x1c.accord.v1.GetBudgetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61\x63\x63ord/v1/node_service.proto\x12\taccord.v1\x1a\"accord/v1/secure_aggregation.proto\x1a\x15\x61\x63\x63ord/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x14\n\x12GetNodeInfoRequest\"\xf5\x01\n\x13GetNodeInfoResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x12\n\nfederation\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x10\n\x08identity\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x15\n\rpolicy_digest\x18\x06 \x01(\t\x12$\n\x08\x64\x61tasets\x18\x07 \x03(\x0b\x32\x12.accord.v1.Dataset\x12\x17\n\x0f\x63\x61ller_identity\x18\x08 \x01(\t\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x0b\x41ggregation\x12.\n\x08\x66unction\x18\x01 \x01(\x0e\x32\x1c.accord.v1.AggregateFunction\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\x12\x11\n\tbin_edges\x18\x03 \x03(\x01\x12\x11\n\tquantiles\x18\x04 \x03(\x01\"4\n\x0fNumericGrouping\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12\x11\n\tbin_edges\x18\x02 \x03(\x01\"\x88\x01\n\x06\x46ilter\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12+\n\x08operator\x18\x02 \x01(\x0e\x32\x19.accord.v1.FilterOperator\x12\x1f\n\x05value\x18\x03 \x01(\x0b\x32\x10.accord.v1.Value\x12 \n\x06values\x18\x04 \x03(\x0b\x32\x10.accord.v1.Value\"\xf8\x02\n\x0fRunQueryRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12,\n\x0c\x61ggregations\x18\x03 \x03(\x0b\x32\x16.accord.v1.Aggregation\x12\"\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x11.accord.v1.Filter\x12\x10\n\x08group_by\x18\x05 \x03(\t\x12(\n\x06\x61\x63\x63\x65ss\x18\x06 \x01(\x0b\x32\x18.accord.v1.AccessContext\x12*\n\x07privacy\x18\x07 \x01(\x0b\x32\x19.accord.v1.PrivacyRequest\x12\x33\n\x0f\x62inned_group_by\x18\x08 \x03(\x0b\x32\x1a.accord.v1.NumericGrouping\x12\x0f\n\x07\x64ry_run\x18\t \x01(\x08\x12?\n\x12secure_aggregation\x18\n \x01(\x0b\x32#.accord.v1.SecureAggregationRequest\"I\n\x0ePrivacyRequest\x12\x11\n\x07\x65psilon\x18\x01 \x01(\x01H\x00\x12\r\n\x03rho\x18\x02 \x01(\x01H\x00\x12\r\n\x05\x65xact\x18\x03 \x01(\x08\x42\x06\n\x04loss\"\x8c\x01\n\tStatistic\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x12\x12\x0c\n\x04unit\x18\x03 \x01(\x01\x12\x11\n\tmechanism\x18\x04 \x01(\t\x12\x13\n\x0bnoise_scale\x18\x05 \x01(\x01\x12\x17\n\x0f\x63\x65lls_per_group\x18\x06 \x01(\x05\x12\x12\n\nhalf_width\x18\x07 \x01(\x01\"\x97\x01\n\rPrivacyCharge\x12\x13\n\x0brho_charged\x18\x01 \x01(\x01\x12\x1a\n\rrho_remaining\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11\x65psilon_remaining\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x01\x42\x10\n\x0e_rho_remainingB\x14\n\x12_epsilon_remaining\"x\n\x0f\x41ggregateResult\x12+\n\x0b\x61ggregation\x18\x01 \x01(\x0b\x32\x16.accord.v1.Aggregation\x12\x12\n\x05value\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x0b\n\x03sum\x18\x04 \x01(\x01\x42\x08\n\x06_value\"Y\n\x0bGroupResult\x12\x1d\n\x03key\x18\x01 \x03(\x0b\x32\x10.accord.v1.Value\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.accord.v1.AggregateResult\"\xc9\x03\n\x10RunQueryResponse\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61gency\x18\x02 \x01(\t\x12\x15\n\rpolicy_digest\x18\x03 \x01(\t\x12/\n\x0b\x63omputed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08group_by\x18\x05 \x03(\t\x12&\n\x06groups\x18\x06 \x03(\x0b\x32\x16.accord.v1.GroupResult\x12\x15\n\rmatched_rules\x18\x07 \x03(\t\x12)\n\x07privacy\x18\x08 \x01(\x0b\x32\x18.accord.v1.PrivacyCharge\x12\x14\n\x0c\x64\x65\x63ision_seq\x18\t \x01(\x03\x12(\n\nstatistics\x18\n \x03(\x0b\x32\x14.accord.v1.Statistic\x12\x12\n\nsuppressed\x18\x0b \x03(\x08\x12\"\n\x04plan\x18\x0c \x01(\x0b\x32\x14.accord.v1.QueryPlan\x12?\n\x12secure_aggregation\x18\r \x01(\x0b\x32#.accord.v1.SecureAggregationOpening\x12\x16\n\x0emin_group_size\x18\x0e \x01(\x03\"\xc0\x01\n\tQueryPlan\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0b\n\x03rho\x18\x03 \x01(\x01\x12(\n\nstatistics\x18\x04 \x03(\x0b\x32\x14.accord.v1.Statistic\x12\x15\n\rat_risk_below\x18\x05 \x01(\x03\x12\x1a\n\rrho_remaining\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\x0emin_group_size\x18\x07 \x01(\x03\x42\x10\n\x0e_rho_remaining\"6\n\x10GetBudgetRequest\x12\x11\n\trequester\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\"\xb0\x02\n\x06\x42udget\x12\x11\n\tbudget_id\x18\x01 \x01(\t\x12\x11\n\trequester\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x30\n\x0cperiod_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\trho_limit\x18\x07 \x01(\x01\x12\x11\n\trho_spent\x18\x08 \x01(\x01\x12\x15\n\rrho_remaining\x18\t \x01(\x01\x12\x19\n\x11\x65psilon_remaining\x18\n \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x0b \x01(\x01\x12\x17\n\x0f\x61lert_threshold\x18\x0c \x01(\x01\"a\n\x11GetBudgetResponse\x12\x11\n\trequester\x18\x01 \x01(\t\x12\x15\n\rpolicy_digest\x18\x02 \x01(\t\x12\"\n\x07\x62udgets\x18\x03 \x03(\x0b\x32\x11.accord.v1.Budget*\x91\x02\n\x11\x41ggregateFunction\x12\"\n\x1e\x41GGREGATE_FUNCTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41GGREGATE_FUNCTION_COUNT\x10\x01\x12\x1a\n\x16\x41GGREGATE_FUNCTION_SUM\x10\x02\x12\x1b\n\x17\x41GGREGATE_FUNCTION_MEAN\x10\x03\x12\x1f\n\x1b\x41GGREGATE_FUNCTION_VARIANCE\x10\x04\x12\x1d\n\x19\x41GGREGATE_FUNCTION_STDDEV\x10\x05\x12 \n\x1c\x41GGREGATE_FUNCTION_HISTOGRAM\x10\x06\x12\x1f\n\x1b\x41GGREGATE_FUNCTION_QUANTILE\x10\x07*\x9a\x02\n\x0e\x46ilterOperator\x12\x1f\n\x1b\x46ILTER_OPERATOR_UNSPECIFIED\x10\x00\x12\x19\n\x15\x46ILTER_OPERATOR_EQUAL\x10\x01\x12\x1d\n\x19\x46ILTER_OPERATOR_NOT_EQUAL\x10\x02\x12\x18\n\x14\x46ILTER_OPERATOR_LESS\x10\x03\x12\x1e\n\x1a\x46ILTER_OPERATOR_LESS_EQUAL\x10\x04\x12\x1b\n\x17\x46ILTER_OPERATOR_GREATER\x10\x05\x12!\n\x1d\x46ILTER_OPERATOR_GREATER_EQUAL\x10\x06\x12\x16\n\x12\x46ILTER_OPERATOR_IN\x10\x07\x12\x1b\n\x17\x46ILTER_OPERATOR_BETWEEN\x10\x08\x32\xe8\x01\n\x0bNodeService\x12L\n\x0bGetNodeInfo\x12\x1d.accord.v1.GetNodeInfoRequest\x1a\x1e.accord.v1.GetNodeInfoResponse\x12\x43\n\x08RunQuery\x12\x1a.accord.v1.RunQueryRequest\x1a\x1b.accord.v1.RunQueryResponse\x12\x46\n\tGetBudget\x12\x1b.accord.v1.GetBudgetRequest\x1a\x1c.accord.v1.GetBudgetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'accord.v1.node_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AGGREGATEFUNCTION']._serialized_start=2607
-  _globals['_AGGREGATEFUNCTION']._serialized_end=2880
-  _globals['_FILTEROPERATOR']._serialized_start=2883
-  _globals['_FILTEROPERATOR']._serialized_end=3165
-  _globals['_GETNODEINFOREQUEST']._serialized_start=99
-  _globals['_GETNODEINFOREQUEST']._serialized_end=119
-  _globals['_GETNODEINFORESPONSE']._serialized_start=122
-  _globals['_GETNODEINFORESPONSE']._serialized_end=367
-  _globals['_AGGREGATION']._serialized_start=369
-  _globals['_AGGREGATION']._serialized_end=484
-  _globals['_NUMERICGROUPING']._serialized_start=486
-  _globals['_NUMERICGROUPING']._serialized_end=538
-  _globals['_FILTER']._serialized_start=541
-  _globals['_FILTER']._serialized_end=677
-  _globals['_RUNQUERYREQUEST']._serialized_start=680
-  _globals['_RUNQUERYREQUEST']._serialized_end=991
-  _globals['_PRIVACYREQUEST']._serialized_start=993
-  _globals['_PRIVACYREQUEST']._serialized_end=1066
-  _globals['_STATISTIC']._serialized_start=1069
-  _globals['_STATISTIC']._serialized_end=1209
-  _globals['_PRIVACYCHARGE']._serialized_start=1212
-  _globals['_PRIVACYCHARGE']._serialized_end=1363
-  _globals['_AGGREGATERESULT']._serialized_start=1365
-  _globals['_AGGREGATERESULT']._serialized_end=1485
-  _globals['_GROUPRESULT']._serialized_start=1487
-  _globals['_GROUPRESULT']._serialized_end=1576
-  _globals['_RUNQUERYRESPONSE']._serialized_start=1579
-  _globals['_RUNQUERYRESPONSE']._serialized_end=1947
-  _globals['_QUERYPLAN']._serialized_start=1950
-  _globals['_QUERYPLAN']._serialized_end=2142
-  _globals['_GETBUDGETREQUEST']._serialized_start=2144
-  _globals['_GETBUDGETREQUEST']._serialized_end=2198
-  _globals['_BUDGET']._serialized_start=2201
-  _globals['_BUDGET']._serialized_end=2505
-  _globals['_GETBUDGETRESPONSE']._serialized_start=2507
-  _globals['_GETBUDGETRESPONSE']._serialized_end=2604
-  _globals['_NODESERVICE']._serialized_start=3168
-  _globals['_NODESERVICE']._serialized_end=3400
+  _globals['_AGGREGATEFUNCTION']._serialized_start=2797
+  _globals['_AGGREGATEFUNCTION']._serialized_end=3070
+  _globals['_FILTEROPERATOR']._serialized_start=3073
+  _globals['_FILTEROPERATOR']._serialized_end=3355
+  _globals['_GETNODEINFOREQUEST']._serialized_start=135
+  _globals['_GETNODEINFOREQUEST']._serialized_end=155
+  _globals['_GETNODEINFORESPONSE']._serialized_start=158
+  _globals['_GETNODEINFORESPONSE']._serialized_end=403
+  _globals['_AGGREGATION']._serialized_start=405
+  _globals['_AGGREGATION']._serialized_end=520
+  _globals['_NUMERICGROUPING']._serialized_start=522
+  _globals['_NUMERICGROUPING']._serialized_end=574
+  _globals['_FILTER']._serialized_start=577
+  _globals['_FILTER']._serialized_end=713
+  _globals['_RUNQUERYREQUEST']._serialized_start=716
+  _globals['_RUNQUERYREQUEST']._serialized_end=1092
+  _globals['_PRIVACYREQUEST']._serialized_start=1094
+  _globals['_PRIVACYREQUEST']._serialized_end=1167
+  _globals['_STATISTIC']._serialized_start=1170
+  _globals['_STATISTIC']._serialized_end=1310
+  _globals['_PRIVACYCHARGE']._serialized_start=1313
+  _globals['_PRIVACYCHARGE']._serialized_end=1464
+  _globals['_AGGREGATERESULT']._serialized_start=1466
+  _globals['_AGGREGATERESULT']._serialized_end=1586
+  _globals['_GROUPRESULT']._serialized_start=1588
+  _globals['_GROUPRESULT']._serialized_end=1677
+  _globals['_RUNQUERYRESPONSE']._serialized_start=1680
+  _globals['_RUNQUERYRESPONSE']._serialized_end=2137
+  _globals['_QUERYPLAN']._serialized_start=2140
+  _globals['_QUERYPLAN']._serialized_end=2332
+  _globals['_GETBUDGETREQUEST']._serialized_start=2334
+  _globals['_GETBUDGETREQUEST']._serialized_end=2388
+  _globals['_BUDGET']._serialized_start=2391
+  _globals['_BUDGET']._serialized_end=2695
+  _globals['_GETBUDGETRESPONSE']._serialized_start=2697
+  _globals['_GETBUDGETRESPONSE']._serialized_end=2794
+  _globals['_NODESERVICE']._serialized_start=3358
+  _globals['_NODESERVICE']._serialized_end=3590
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 isort:skip_file
 The service every agency node offers to the federation."""
 
+from accord.v1 import secure_aggregation_pb2 as _secure_aggregation_pb2
 from accord.v1 import types_pb2 as _types_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
@@ -307,6 +308,7 @@ class RunQueryRequest(_message.Message):
     PRIVACY_FIELD_NUMBER: _builtins.int
     BINNED_GROUP_BY_FIELD_NUMBER: _builtins.int
     DRY_RUN_FIELD_NUMBER: _builtins.int
+    SECURE_AGGREGATION_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     """Caller-chosen identifier, the same at every node of one federated query."""
     dataset_id: _builtins.str
@@ -339,6 +341,12 @@ class RunQueryRequest(_message.Message):
     def binned_group_by(self) -> _containers.RepeatedCompositeFieldContainer[Global___NumericGrouping]:
         """Numeric group-by columns, binned at public edges (after the `group_by` columns)."""
 
+    @_builtins.property
+    def secure_aggregation(self) -> _secure_aggregation_pb2.SecureAggregationRequest:
+        """Combine the statistics by secure aggregation: the node answers with masked
+        values only, and the coordinator learns nothing but the cross-agency total.
+        """
+
     def __init__(
         self,
         *,
@@ -351,10 +359,11 @@ class RunQueryRequest(_message.Message):
         privacy: Global___PrivacyRequest | None = ...,
         binned_group_by: _abc.Iterable[Global___NumericGrouping] | None = ...,
         dry_run: _builtins.bool = ...,
+        secure_aggregation: _secure_aggregation_pb2.SecureAggregationRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "privacy", b"privacy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "privacy", b"privacy", "secure_aggregation", b"secure_aggregation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "aggregations", b"aggregations", "binned_group_by", b"binned_group_by", "dataset_id", b"dataset_id", "dry_run", b"dry_run", "filters", b"filters", "group_by", b"group_by", "privacy", b"privacy", "query_id", b"query_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "aggregations", b"aggregations", "binned_group_by", b"binned_group_by", "dataset_id", b"dataset_id", "dry_run", b"dry_run", "filters", b"filters", "group_by", b"group_by", "privacy", b"privacy", "query_id", b"query_id", "secure_aggregation", b"secure_aggregation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -567,6 +576,8 @@ class RunQueryResponse(_message.Message):
     STATISTICS_FIELD_NUMBER: _builtins.int
     SUPPRESSED_FIELD_NUMBER: _builtins.int
     PLAN_FIELD_NUMBER: _builtins.int
+    SECURE_AGGREGATION_FIELD_NUMBER: _builtins.int
+    MIN_GROUP_SIZE_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     """Echo of the request's query_id."""
     agency: _builtins.str
@@ -575,6 +586,10 @@ class RunQueryResponse(_message.Message):
     """SHA-256 (hex) of the policy that allowed the query."""
     decision_seq: _builtins.int
     """Sequence number of the decision record in the node's log."""
+    min_group_size: _builtins.int
+    """The policy's minimum group size: under secure aggregation the coordinator
+    suppresses total cells whose noisy count is below the largest one.
+    """
     @_builtins.property
     def computed_at(self) -> _timestamp_pb2.Timestamp:
         """When the answer was computed."""
@@ -609,6 +624,12 @@ class RunQueryResponse(_message.Message):
     def plan(self) -> Global___QueryPlan:
         """Dry runs: the plan, with no data touched and no budget spent."""
 
+    @_builtins.property
+    def secure_aggregation(self) -> _secure_aggregation_pb2.SecureAggregationOpening:
+        """Under secure aggregation: the node's opening of the session (its statistics
+        then carry no values; they travel masked).
+        """
+
     def __init__(
         self,
         *,
@@ -624,10 +645,12 @@ class RunQueryResponse(_message.Message):
         statistics: _abc.Iterable[Global___Statistic] | None = ...,
         suppressed: _abc.Iterable[_builtins.bool] | None = ...,
         plan: Global___QueryPlan | None = ...,
+        secure_aggregation: _secure_aggregation_pb2.SecureAggregationOpening | None = ...,
+        min_group_size: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "plan", b"plan", "privacy", b"privacy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["computed_at", b"computed_at", "plan", b"plan", "privacy", b"privacy", "secure_aggregation", b"secure_aggregation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "computed_at", b"computed_at", "decision_seq", b"decision_seq", "group_by", b"group_by", "groups", b"groups", "matched_rules", b"matched_rules", "plan", b"plan", "policy_digest", b"policy_digest", "privacy", b"privacy", "query_id", b"query_id", "statistics", b"statistics", "suppressed", b"suppressed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "computed_at", b"computed_at", "decision_seq", b"decision_seq", "group_by", b"group_by", "groups", b"groups", "matched_rules", b"matched_rules", "min_group_size", b"min_group_size", "plan", b"plan", "policy_digest", b"policy_digest", "privacy", b"privacy", "query_id", b"query_id", "secure_aggregation", b"secure_aggregation", "statistics", b"statistics", "suppressed", b"suppressed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
