@@ -70,6 +70,8 @@ def result_table(result: FederatedResult) -> Table:
         table.add_row(*(str(k) for k in group.key), *cells)
     if noisy:
         table.caption = (table.caption or "") + "; in brackets: 95% interval"
+    if result.secure_aggregation:
+        table.caption = (table.caption or "") + "; combined by secure aggregation"
     return table
 
 

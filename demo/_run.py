@@ -75,6 +75,19 @@ def demo_queries() -> list[DemoQuery]:
                 justification="Evaluating the 2025 anti-fraud programme",
             ),
         ),
+        DemoQuery(
+            "Severity by region under secure aggregation: the hub sees only totals",
+            QuerySpec(
+                dataset=DATASET,
+                aggregations=(Aggregation("count"), Aggregation("mean", "severity")),
+                group_by=("region",),
+                purpose="statistics",
+                legal_basis="LED-2016/680 Art.8(1)",
+                justification="Regional severity, no agency's own figures disclosed",
+                rho=0.05,
+                secure_aggregation=True,
+            ),
+        ),
     ]
 
 

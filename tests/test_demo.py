@@ -98,14 +98,16 @@ def test_demo_json(tmp_path: Path) -> None:
 
     output = json.loads(result.stdout)  # stdout holds the JSON and nothing else
     queries = output["queries"]
-    assert len(queries) == 3
+    assert len(queries) == 4
+    assert queries[3]["secure_aggregation"] is True
+    assert queries[3]["contributors"] == ALL_THREE
     assert [a["verified"] for a in output["audit"]] == [True, True, True]
     assert {row["agency"] for row in output["budgets"]} == {
         "agency-a",
         "agency-b",
         "agency-c",
     }
-    first, second, third = queries
+    first, second, third = queries[:3]
     for query in (first, second):
         assert query["contributors"] == ALL_THREE
         assert all(n["status"] == "ok" for n in query["nodes"])
