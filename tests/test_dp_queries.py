@@ -387,3 +387,33 @@ def test_secure_aggregation_hides_each_nodes_values(
     [(n,)] = pooled(open_federation, "SELECT count(*) FROM pooled")
     assert sum(g.values[0].value for g in result.groups) == n
     assert math.isfinite(result.groups[0].values[1].value or math.nan)
+
+
+def test_the_example_spec_file_runs(open_federation: RunningFederation) -> None:
+    from coordinator._specfile import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parent.parent / "examples" / "query.yaml")
+    assert spec.secure_aggregation and spec.rho == 0.05
+    with open_federation.coordinator() as hub:
+        result = hub.query(spec)
+    assert len(result.contributors) == 3
+    assert len(result.groups) == 5 * 3
+    labels = [v.label for v in result.groups[0].values]
+    assert labels[:3] == ["count", "mean(severity)", "stddev(suspects)"]
+    assert "q0.9(damage_eur)" in labels
+
+
+def test_spec_file_errors_name_line_and_field(tmp_path: Path) -> None:
+    from coordinator import SpecError
+    from coordinator._specfile import load_spec
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "dataset: incidents\naggregates:\n  - count\n  - {function: mode, column: x}\n"
+        "filters:\n  - {column: region, op: in, value: north}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    text = str(info.value)
+    assert f"{path}:4: aggregates[1]" in text
+    assert f"{path}:6: filters[0]" in text
