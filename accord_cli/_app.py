@@ -19,6 +19,7 @@ from rich.console import Console
 
 import coordinator
 import node
+import officer
 import pki
 import policies
 import policies.auditlog
@@ -83,6 +84,7 @@ app.add_typer(node.cli, name="node")
 app.add_typer(pki.cli, name="pki")
 app.add_typer(policies.cli, name="policy")
 app.add_typer(policies.auditlog.cli, name="audit")
+app.add_typer(officer.cli, name="officer")
 app.registered_commands.extend(coordinator.cli.registered_commands)
 
 
