@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-PACKAGES = ["node", "coordinator", "policies", "pki", "tomlconf", "demo", "accord_cli", "secagg"]
+PACKAGES = ["node", "coordinator", "policies", "pki", "tomlconf", "demo", "accord_cli", "secagg", "officer"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
