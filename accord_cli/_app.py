@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 import coordinator
+import coordinator.training
 import node
 import officer
 import pki
@@ -86,6 +87,8 @@ app.add_typer(policies.cli, name="policy")
 app.add_typer(policies.auditlog.cli, name="audit")
 app.add_typer(officer.cli, name="officer")
 app.registered_commands.extend(coordinator.cli.registered_commands)
+app.registered_commands.extend(coordinator.training.cli.registered_commands)
+app.registered_groups.extend(coordinator.training.cli.registered_groups)
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ from node._secure_sessions import (
 )
 from node._servicer import INSECURE_REQUESTER, Clock, NodeServicer
 from node._sources import DataSource, SourceError, open_source
+from node.training import TrainingServicer, add_training_service
 from policies import auditlog, ledger
 
 _log = logging.getLogger("accord.node")
@@ -286,6 +287,15 @@ def create_server(
             anonymous_owner=INSECURE_REQUESTER.uri if material is None else None,
         ),
     )
+    training = TrainingServicer(
+        identity=identity,
+        datasets={d.id: d for d in config.datasets},
+        sources=sources,
+        gate=gate,
+        clock=clock,
+        sessions=sessions,
+    )
+    add_training_service(server, training)
     add_audit_service(server, AuditServicer(state.log, identity, clock))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
