@@ -29,13 +29,18 @@ from node._errors import NodeStartupError
 from node._exit import ExitCode
 from node._gate import Gate, PolicyHolder
 from node._secure_sessions import (
+    SECURE_AGGREGATION_SERVICE_NAME,
     SecureAggregationServicer,
     SecureSessions,
     add_secure_aggregation_service,
 )
 from node._servicer import INSECURE_REQUESTER, Clock, NodeServicer
 from node._sources import DataSource, SourceError, open_source
-from node.training import TrainingServicer, add_training_service
+from node.training import (
+    TRAINING_SERVICE_NAME,
+    TrainingServicer,
+    add_training_service,
+)
 from policies import auditlog, ledger
 
 _log = logging.getLogger("accord.node")
@@ -44,6 +49,13 @@ SERVICE_NAME = node_service_pb2.DESCRIPTOR.services_by_name["NodeService"].full_
 AUDIT_SERVICE_NAME = audit_service_pb2.DESCRIPTOR.services_by_name[
     "AuditService"
 ].full_name
+#: Every Accord service a node serves (health reports each; reflection lists them).
+SERVICE_NAMES = (
+    SERVICE_NAME,
+    AUDIT_SERVICE_NAME,
+    SECURE_AGGREGATION_SERVICE_NAME,
+    TRAINING_SERVICE_NAME,
+)
 
 
 def node_version() -> str:
@@ -68,6 +80,7 @@ class NodeServer:
     health: health.HealthServicer
     servicer: NodeServicer
     closers: list[Callable[[], None]]
+    training: TrainingServicer
     grace: float
     policy_file: Path
     policy: PolicyHolder
@@ -78,7 +91,7 @@ class NodeServer:
     def start(self) -> None:
         """Start serving and report SERVING."""
         self.server.start()
-        for name in ("", SERVICE_NAME):
+        for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def reload_policy(self) -> bool:
@@ -116,6 +129,7 @@ class NodeServer:
         self._stopped.set()
         self.health.enter_graceful_shutdown()
         self.servicer.drain()
+        self.training.drain()
         self.server.stop(self.grace if grace is None else grace).wait()
         for close in self.closers:
             close()
@@ -299,13 +313,12 @@ def create_server(
     add_audit_service(server, AuditServicer(state.log, identity, clock))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
+    for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     if enable_reflection:
         reflection.enable_server_reflection(
             (
-                SERVICE_NAME,
-                AUDIT_SERVICE_NAME,
+                *SERVICE_NAMES,
                 health.SERVICE_NAME,
                 reflection.SERVICE_NAME,
             ),
@@ -331,6 +344,7 @@ def create_server(
         health=health_servicer,
         servicer=servicer,
         closers=closers,
+        training=training,
         grace=config.node.grace_seconds,
         policy_file=config.policy.file,
         policy=holder,
