@@ -58,7 +58,14 @@ DEMO_POLICIES: dict[str, dict[str, Any]] = {
                 "description": "Any federation coordinator, for statistics or evaluation",
                 "assignees": ["role:coordinator"],
                 "datasets": [DATASET],
-                "actions": ["count", "sum", "mean", "variance", "histogram", "quantile"],
+                "actions": [
+                    "count",
+                    "sum",
+                    "mean",
+                    "variance",
+                    "histogram",
+                    "quantile",
+                ],
                 "purposes": ["statistics", "policy-evaluation"],
                 "default_rho": 0.01,
                 "max_rho": 0.1,
@@ -94,7 +101,14 @@ DEMO_POLICIES: dict[str, dict[str, Any]] = {
                 "description": "The hub, for statistics only",
                 "assignees": [COORDINATOR_AGENCY],
                 "datasets": [DATASET],
-                "actions": ["count", "sum", "mean", "variance", "histogram", "quantile"],
+                "actions": [
+                    "count",
+                    "sum",
+                    "mean",
+                    "variance",
+                    "histogram",
+                    "quantile",
+                ],
                 "purposes": ["statistics"],
                 "default_rho": 0.01,
                 "exact": True,
@@ -199,6 +213,17 @@ class DemoFederation:
         return target
 
 
+def with_training(agency: str, declared: dict[str, Any]) -> dict[str, Any]:
+    """Add the demo's training permission (the built-in app, pinned by digest)."""
+    from demo._training import training_permission
+    from node.training import builtin_apps
+
+    digest = builtin_apps()["logistic-regression"].digest
+    assignee = COORDINATOR_AGENCY if agency == "agency-b" else "role:coordinator"
+    permission = training_permission(agency, assignee, digest)
+    return {**declared, "permissions": [*declared["permissions"], permission]}
+
+
 def provision(
     root: Path,
     *,
@@ -237,7 +262,10 @@ def provision(
         table = generate(profile, seed + index)
         source = _write_data(folder / "data", table, kind)
         policy_path = folder / "policy.toml"
-        declared = (policies or DEMO_POLICIES).get(agency) or DEMO_POLICIES["agency-a"]
+        if policies is None:
+            declared = with_training(agency, DEMO_POLICIES[agency])
+        else:
+            declared = policies.get(agency) or DEMO_POLICIES["agency-a"]
         policy_path.write_text(_policy_text(agency, declared), encoding="utf-8")
         node_config = folder / "node.toml"
         node_doc = {

@@ -22,6 +22,7 @@ import policies
 from coordinator import Aggregation, Filter, QuerySpec
 from demo._processes import NodeFleet, NodeProcess
 from demo._provision import DATASET, AgencySite, DemoFederation, provision
+from demo._training import run_training, training_table
 from policies import auditlog
 
 
@@ -140,6 +141,21 @@ def run_demo(
                                 result, title=f"{number}. {query.title}"
                             )
                         )
+                job = run_training(config, root, err=err)
+                if as_json:
+                    results["training"] = [
+                        {
+                            "round": r.round,
+                            "participants": r.participants,
+                            "loss": r.loss,
+                            "accuracy": r.accuracy,
+                            "rho": {k: v.rho for k, v in r.privacy.items()},
+                        }
+                        for r in job.rounds
+                    ]
+                else:
+                    out.print()
+                    out.print(training_table(job))
                 budgets = hub.budgets()
                 if as_json:
                     results["budgets"] = coordinator.budget_rows(budgets)

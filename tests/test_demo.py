@@ -102,6 +102,8 @@ def test_demo_json(tmp_path: Path) -> None:
     assert queries[3]["secure_aggregation"] is True
     assert queries[3]["contributors"] == ALL_THREE
     assert [a["verified"] for a in output["audit"]] == [True, True, True]
+    assert [r["round"] for r in output["training"]] == [1, 2, 3]
+    assert all(len(r["participants"]) == 3 for r in output["training"])
     assert {row["agency"] for row in output["budgets"]} == {
         "agency-a",
         "agency-b",
