@@ -18,12 +18,14 @@ from coordinator._link import GrpcNodeLink, NodeAddress, NodeLink
 from coordinator._outcome import NodeOutcome
 from coordinator._schema import find_dataset, typed_spec
 from coordinator._secure_link import GrpcSecureAggregationLink
-from coordinator._secure_sum import SecureSumFailed, SecureSumSession, secure_sum
+from coordinator._secure_sum import (
+    SecureSumFailed,
+    SecureSumSession,
+    TooFewSecureParticipants,
+    secure_sum,
+)
 from coordinator._serde import spec_to_proto
 from coordinator._spec import QuerySpec
-
-#: Bits of each masked value; must equal the nodes' (node._servicer.SECURE_VALUE_BITS).
-SECURE_VALUE_BITS = 48
 
 
 def load_tls(
@@ -233,6 +235,13 @@ class Coordinator:
                 stage="opening",
                 failures={},
             )
+        if len(openings) < max(session.threshold, session.min_participants):
+            raise TooFewSecureParticipants(
+                "opening",
+                len(openings),
+                max(session.threshold, session.min_participants),
+                {},
+            )
         result = secure_sum(
             links,
             openings,
@@ -244,7 +253,7 @@ class Coordinator:
         )
         total = secagg.decode_ints(
             result.total,
-            value_bits=SECURE_VALUE_BITS,
+            value_bits=secagg.max_value_bits(session.participants),
             participants=session.participants,
         )
         groups = len(layout.groups)

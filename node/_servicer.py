@@ -62,8 +62,6 @@ _log = logging.getLogger("accord.node")
 
 INSECURE_REQUESTER = policies.Requester(uri="insecure:anonymous", agency="", role="")
 
-#: Bits of each masked value (two's complement); public, the same at every node.
-SECURE_VALUE_BITS = 48
 
 __all__ = ["INSECURE_REQUESTER", "NodeServicer", "PolicyHolder"]
 
@@ -270,7 +268,16 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
                     )
                 if secure is not None:
                     secure.check(max(2, obligations.min_participants or 2))
-                planned.append(self._plan(query, dataset, groups, decision, privacy))
+                planned.append(
+                    self._plan(
+                        query,
+                        dataset,
+                        groups,
+                        decision,
+                        privacy,
+                        secure=secure is not None,
+                    )
+                )
 
             if query.dry_run:
                 decision, balances = self._gate.assess(ticket, access, check)
@@ -286,7 +293,21 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
             )
             opening = None
             if secure is not None:
-                opening = self._open_session(requester, secure, released, obligations)
+                try:
+                    opening = self._open_session(
+                        requester, secure, released, obligations
+                    )
+                except (secagg.SecAggError, ValueError, NodeError) as exc:
+                    self._gate.failed(
+                        admission,
+                        f"secure aggregation could not start: {type(exc).__name__}",
+                    )
+                    if isinstance(exc, NodeError):
+                        raise
+                    raise SourceUnavailable(
+                        "this node's statistics do not fit the secure-aggregation "
+                        "encoding; nothing was released and no budget was spent"
+                    ) from None
             response = pb.RunQueryResponse(
                 query_id=query.query_id,
                 agency=self._identity.agency,
@@ -335,7 +356,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
             del stat.values[:]
         vector = secagg.encode_ints(
             np.asarray(flat, dtype=np.int64),
-            value_bits=SECURE_VALUE_BITS,
+            value_bits=secagg.max_value_bits(secure.participants),
             participants=secure.participants,
         )
         opening = self._sessions.open(
@@ -353,6 +374,8 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         groups: Layout,
         decision: policies.Decision,
         loss: policies.PrivacyLoss | None,
+        *,
+        secure: bool = False,
     ) -> privacy_mod.ReleasePlan:
         """Plan the release under the decision's obligations (no data touched)."""
         obligations = decision.obligations
@@ -368,7 +391,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
                 requested(query),
                 groups=len(groups.keys),
                 max_rows_per_person=obligations.max_rows_per_person,
-                columns=encodings(query, dataset, bounds),
+                columns=encodings(query, dataset, bounds, secure=secure),
                 rho=None
                 if loss is not None and loss.epsilon is not None
                 else decision.rho,

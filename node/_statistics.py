@@ -33,6 +33,9 @@ MAX_FRACTION_BITS = 24
 #: ...and each encoded value (or its square, for variances) stays under 2^this, so
 #: sums over 2^22 rows fit in 64 bits.
 VALUE_BITS = 40
+#: Under secure aggregation sums are masked mod 2^64 with room for every node's
+#: sign and carry: values stay under 2^this, so sums over 2^28 rows per node fit.
+SECURE_VALUE_BITS = 28
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,16 @@ def requested(query: Query) -> list[privacy.Aggregate]:
 
 
 def encodings(
-    query: Query, dataset: DatasetSpec, bounds: Mapping[str, tuple[float, float]]
+    query: Query,
+    dataset: DatasetSpec,
+    bounds: Mapping[str, tuple[float, float]],
+    *,
+    secure: bool = False,
 ) -> dict[str, privacy.FixedPoint]:
-    """Fixed-point encodings of the summed columns, from public bounds only."""
+    """Return fixed-point encodings of the summed columns, from public bounds only.
+
+    Secure aggregation leaves fewer bits per value (``SECURE_VALUE_BITS``).
+    """
     squared = {
         a.column for a in query.aggregations if a.function in ("variance", "stddev")
     }
@@ -92,7 +102,8 @@ def encodings(
             )
         lower, upper = float(declared[0]), float(declared[1])
         magnitude = max(abs(lower), abs(upper), 1.0)
-        budget = VALUE_BITS // 2 if col in squared else VALUE_BITS
+        limit = SECURE_VALUE_BITS if secure else VALUE_BITS
+        budget = limit // 2 if col in squared else limit
         bits = 0
         if dataset.columns[col].type == "float":
             bits = max(

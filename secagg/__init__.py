@@ -77,6 +77,7 @@ from secagg._encoding import check_bit_budget as check_bit_budget
 from secagg._encoding import decode_ints as decode_ints
 from secagg._encoding import encode_floats as encode_floats
 from secagg._encoding import encode_ints as encode_ints
+from secagg._encoding import max_value_bits as max_value_bits
 from secagg._errors import DecryptionFailed as DecryptionFailed
 from secagg._errors import Overflow as Overflow
 from secagg._errors import ProtocolViolation as ProtocolViolation
@@ -126,6 +127,7 @@ __all__ = [
     "encode_floats",
     "encode_ints",
     "majority_threshold",
+    "max_value_bits",
     "parse_message",
     "run_in_memory",
 ]

@@ -23,6 +23,17 @@ from secagg._rules import is_uint64_vector
 MODULUS_BITS = 64
 
 
+def max_value_bits(participants: int) -> int:
+    """Return the widest ``value_bits`` that ``participants`` values may use.
+
+    ``64 - ceil(log2(participants)) - 1``: the sum of that many values, each
+    ``|x| < 2^value_bits``, still fits the signed 64-bit modulus.
+    """
+    if participants < 1:
+        raise ValueError("participants must be >= 1")
+    return MODULUS_BITS - (participants - 1).bit_length() - 1
+
+
 def check_bit_budget(value_bits: int, participants: int) -> None:
     """Check that ``participants`` values with ``|x| < 2^value_bits`` sum safely.
 

@@ -132,7 +132,8 @@ def test_every_aggregate_equals_the_pooled_data_when_exact(
         assert v["mean(severity)"] == pytest.approx(mean_sev, rel=1e-12)
         assert v["variance(severity)"] == pytest.approx(var_sev, rel=1e-9)
         assert v["stddev(suspects)"] == pytest.approx(sd_sus, rel=1e-9)
-        assert v["mean(damage_eur)"] == pytest.approx(mean_dmg, rel=1e-9)
+        # fixed point: 8 fraction bits under secure aggregation, 20 otherwise
+        assert v["mean(damage_eur)"] == pytest.approx(mean_dmg, abs=2**-9)
         counts = []
         for i in range(len(EDGES) - 1):
             lo, hi = EDGES[i], EDGES[i + 1]
@@ -417,3 +418,28 @@ def test_spec_file_errors_name_line_and_field(tmp_path: Path) -> None:
     text = str(info.value)
     assert f"{path}:4: aggregates[1]" in text
     assert f"{path}:6: filters[0]" in text
+
+
+def test_secure_sums_of_wide_float_columns_fit_the_encoding(
+    open_federation: RunningFederation,
+) -> None:
+    """Float sums under secure aggregation use fewer fraction bits, never overflow."""
+    spec = QuerySpec(
+        dataset="incidents",
+        aggregations=(
+            Aggregation("sum", "damage_eur"),
+            Aggregation("mean", "damage_eur"),
+        ),
+        purpose="statistics",
+        exact=True,
+        secure_aggregation=True,
+    )
+    with open_federation.coordinator() as hub:
+        result = hub.query(spec)
+    [(total, mean)] = pooled(
+        open_federation, "SELECT sum(damage_eur), avg(damage_eur) FROM pooled"
+    )
+    [group] = result.groups
+    # 8 fraction bits: each value within 2^-9 of its encoding.
+    assert group.values[0].value == pytest.approx(total, abs=sum(ROWS.values()) * 2**-9)
+    assert group.values[1].value == pytest.approx(mean, abs=2**-9)

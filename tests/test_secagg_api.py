@@ -15,7 +15,7 @@ SECAGG = [
     "ForwardedShares", "KeyRoster", "MaskedInput", "Message", "Overflow", "Participant",
     "ProtocolViolation", "PublicKeys", "RunRecord", "SecAggError", "ShareKeys",
     "TooFewParticipants", "UnmaskRequest", "Unmasking", "check_bit_budget",
-    "decode_ints", "encode_floats", "encode_ints", "majority_threshold",
+    "decode_ints", "encode_floats", "encode_ints", "majority_threshold", "max_value_bits",
     "parse_message", "run_in_memory",
 ]  # fmt: skip
 HAZMAT = [

@@ -1,0 +1,822 @@
+"""Federated aggregate queries end to end, against DuckDB over the pooled data.
+
+Provisions ``--nodes`` agencies (default 5) with ``--rows`` generated incidents each
+(default 1,000,000) in Parquet, starts every node as a separate process (mutual TLS,
+policy gate, durable decision log and budget ledger on), then measures in one run:
+
+1. A group-by region with count, mean(damage_eur) and a histogram of damage_eur over
+   public edges, differentially private (rho per query, no exact answers), through
+   ``Coordinator.query`` with secure aggregation off and on, against the same query
+   run by DuckDB in this process over all the Parquet files (the centralized
+   baseline). The three run round-robin, ``--repeat`` times after a warm-up, so load
+   from elsewhere on the machine hits them alike; medians, minimums and CPU time of
+   all processes are reported. Goals (issue 4): federated <= 1.5x centralized;
+   secure aggregation adds at most 30%. Should the secure query fail, the failure
+   is reported and the same shape with mean(severity) is measured instead.
+2. Small DP queries (a count with one filter) per second at one node over mutual
+   TLS, from 1, 4 and 16 client threads, each reusing its own channel: queries/s,
+   p50/p99 latency, CPU per query of the node and of the client; baseline: the same
+   count by DuckDB on that node's Parquet file in this process. Goal: >= 300/s.
+3. Where the time goes: coordinator-side phases of the federated query (GetNodeInfo
+   fan-out, RunQuery fan-out, secure-sum rounds, local work), then -- once the fleet
+   has stopped -- the first node served alone in this process with its phases
+   timed (policy gate with budget ledger and decision log, SQL, noise...). Those
+   in-process figures share this process's GIL with the client: a breakdown, not
+   the node's throughput.
+4. Peak RSS of every node process (``VmHWM``), to compare across ``--rows``.
+
+Run: ``python bench/bench_queries.py [--rows N] [--nodes K] [--repeat R]``;
+``--rows 100000`` for a quick run. Product code is not changed: the timing probes
+(``_query_probes``) are wrappers installed in this process only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import duckdb
+import grpc
+from _query_probes import (
+    NODE_PHASES,
+    Phases,
+    coordinator_probes,
+    node_error,
+    node_probes,
+    peak_rss_mb,
+    process_cpu,
+)
+
+import coordinator
+import demo._incidents as incidents
+import node
+from accord.v1 import node_service_pb2 as pb
+from coordinator import Aggregation, Filter, GrpcNodeLink, NodeAddress, QuerySpec
+from coordinator._schema import find_dataset, typed_spec
+from coordinator._serde import spec_to_proto
+from demo import DATASET, SCHEMA, DemoFederation, NodeFleet, NodeProcess, provision
+
+#: Public histogram edges of damage_eur (EUR); the last bin is closed.
+EDGES = (0.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 1_000_000.0)
+#: Privacy loss of each query (zCDP rho): DP on, answers noisy.
+RHO_GROUP_BY = 0.05
+RHO_COUNT = 0.001
+GOAL_FEDERATED = 1.5
+GOAL_SECURE = 1.3
+GOAL_QPS = 300.0
+
+#: Extra agencies beyond the demo's three, each a variation of a demo profile.
+EXTRA_TITLES = ("Customs", "Coast Guard", "Cyber Crime Unit", "Gendarmerie")
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def agency_names(count: int) -> list[str]:
+    """``agency-a``, ``agency-b``, ... (the demo's names first)."""
+    if not 1 <= count <= 26:
+        raise SystemExit("--nodes must be between 1 and 26")
+    return [f"agency-{chr(ord('a') + i)}" for i in range(count)]
+
+
+def extra_profiles(agencies: Sequence[str]) -> dict[str, incidents.AgencyProfile]:
+    """Profiles for agencies the demo does not know: demo profiles, varied."""
+    base = list(incidents.PROFILES.values())
+    out = {}
+    for i, agency in enumerate(a for a in agencies if a not in incidents.PROFILES):
+        like = base[i % len(base)]
+        out[agency] = dataclasses.replace(
+            like,
+            agency=agency,
+            title=EXTRA_TITLES[i % len(EXTRA_TITLES)],
+            damage_scale=like.damage_scale * (1.5 + 0.5 * i),
+            cross_border_rate=min(0.9, like.cross_border_rate + 0.1 * (i + 1)),
+            region_weights=tuple(reversed(like.region_weights)),
+        )
+    return out
+
+
+def bench_policy(agency: str) -> dict[str, Any]:
+    """Every action for the hub, DP by default, a budget no benchmark exhausts."""
+    return {
+        "policy": {"privacy_unit": {"max_rows_per_person": 1}},
+        "datasets": {
+            DATASET: {
+                "description": "benchmark incidents",
+                "never_release": ["incident_id"],
+                "columns": {name: dict(spec) for name, spec in SCHEMA.items()},
+            }
+        },
+        "permissions": [
+            {
+                "uid": f"{agency}-bench",
+                "assignees": ["role:coordinator"],
+                "datasets": [DATASET],
+                "actions": ["count", "sum", "mean", "histogram"],
+                "purposes": ["statistics"],
+                "default_rho": RHO_GROUP_BY,
+                "max_rho": 1.0,
+            }
+        ],
+        "budgets": [
+            {"uid": f"{agency}-big", "assignees": ["*"], "rho_lifetime": 1_000_000.0}
+        ],
+        "duties": {"notify": f"mailto:dpo@{agency}.example"},
+    }
+
+
+def provision_parquet(root: Path, agencies: Sequence[str], rows: int) -> DemoFederation:
+    """Provision the federation, every agency on Parquet (demo profiles patched in)."""
+    with mock.patch.dict(incidents.PROFILES, extra_profiles(agencies)):
+        return provision(
+            root,
+            federation="bench",
+            agencies=agencies,
+            sources=dict.fromkeys(agencies, "parquet"),
+            policies={a: bench_policy(a) for a in agencies},
+            rows=dict.fromkeys(agencies, rows),
+        )
+
+
+def parquet_file(site_folder: Path) -> Path:
+    """The Parquet file ``provision`` wrote for one agency."""
+    return site_folder / "data" / f"{DATASET}.parquet"
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def group_by_spec(
+    *, secure: bool, participants: int, mean_of: str = "damage_eur"
+) -> QuerySpec:
+    """The federated group-by: count, mean and histogram per region, DP."""
+    return QuerySpec(
+        dataset=DATASET,
+        aggregations=(
+            Aggregation("count"),
+            Aggregation("mean", mean_of),
+            Aggregation("histogram", "damage_eur", bin_edges=EDGES),
+        ),
+        group_by=("region",),
+        purpose="statistics",
+        justification="benchmark",
+        rho=RHO_GROUP_BY,
+        secure_aggregation=secure,
+        min_participants=max(2, min(3, participants)),
+    )
+
+
+def count_spec() -> QuerySpec:
+    """The small DP query: a count with one filter."""
+    return QuerySpec(
+        dataset=DATASET,
+        aggregations=(Aggregation("count"),),
+        filters=(Filter("cross_border", "=", (True,)),),
+        purpose="statistics",
+        justification="benchmark",
+        rho=RHO_COUNT,
+    )
+
+
+def centralized_sql(files: Sequence[Path]) -> str:
+    """The group-by over the pooled Parquet files, histogram by CASE/SUM."""
+    bins = []
+    for i in range(len(EDGES) - 1):
+        lo, hi = EDGES[i], EDGES[i + 1]
+        upper = "<=" if i == len(EDGES) - 2 else "<"
+        bins.append(
+            f"sum(CASE WHEN damage_eur >= {lo} AND damage_eur {upper} {hi} "
+            f"THEN 1 ELSE 0 END) AS h{i}"
+        )
+    listing = ", ".join(f"'{f}'" for f in files)
+    return (
+        f"SELECT region, count(*) AS n, avg(damage_eur) AS mean, {', '.join(bins)} "
+        f"FROM read_parquet([{listing}]) GROUP BY region ORDER BY region"
+    )
+
+
+class LostNodes(Exception):
+    """A federated query ran without every node."""
+
+
+@dataclasses.dataclass
+class Series:
+    """Timed runs of one query, by measure (seconds): total, cpu and phases."""
+
+    label: str
+    values: dict[str, list[float]] = dataclasses.field(
+        default_factory=lambda: defaultdict(list)
+    )
+    result: coordinator.FederatedResult | None = None
+
+    def add(self, sample: dict[str, float]) -> None:
+        for key, value in sample.items():
+            self.values[key].append(value)
+
+    def median_ms(self, key: str = "total") -> float:
+        return statistics.median(self.values[key]) * 1e3
+
+    def mean_ms(self, key: str) -> float:
+        return statistics.fmean(self.values[key]) * 1e3
+
+
+def federated_once(
+    hub: coordinator.Coordinator,
+    phases: Phases,
+    spec: QuerySpec,
+    pids: Sequence[int],
+    series: Series,
+) -> dict[str, float]:
+    """Run ``spec`` once through the coordinator; return its timings by phase."""
+    phases.clear()
+    cpu = process_cpu(pids)
+    start = time.perf_counter()
+    result = hub.query(dataclasses.replace(spec, query_id=uuid.uuid4().hex))
+    total = time.perf_counter() - start
+    cpu = process_cpu(pids) - cpu
+    if len(result.contributors) != len(hub.links):
+        failed = [o.agency for o in result.outcomes if not o.ok]
+        raise LostNodes(
+            f"{len(failed)} of {len(hub.links)} nodes failed: {', '.join(failed)}"
+        )
+    series.result = result
+    runs = [phases.samples[f"run:{i}"][0] for i in range(len(hub.links))]
+    info = phases.samples["info"][0]
+    rounds = sum(phases.samples.get("secure_sum", [0.0]))
+    return {
+        "total": total,
+        "cpu": cpu,
+        "info": info,
+        "run_slowest": max(runs),
+        "run_fastest": min(runs),
+        "secure_sum": rounds,
+        "local": total - info - max(runs) - rounds,
+    }
+
+
+def interleaved(
+    calls: dict[str, Callable[[], dict[str, float]]],
+    series: dict[str, Series],
+    repeat: int,
+) -> None:
+    """Run every call ``repeat`` times, round-robin, so drifting load hits all alike."""
+    for _ in range(repeat):
+        for name, call in calls.items():
+            series[name].add(call())
+
+
+def check_against_pooled(
+    result: coordinator.FederatedResult | None, pooled: list[tuple[Any, ...]]
+) -> float:
+    """Return the largest relative error of the noisy counts against the truth."""
+    if result is None:
+        raise SystemExit("no federated result to check")
+    truth = {row[0]: row[1] for row in pooled}
+    worst = 0.0
+    for group in result.groups:
+        count = next(v for v in group.values if v.label == "count")
+        if count.value is None:
+            raise SystemExit(f"group {group.key} was suppressed")
+        true = truth[group.key[0]]
+        worst = max(worst, abs(count.value - true) / true)
+    return worst
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+def percentile_ms(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1e3
+
+
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    """Back-to-back queries from some client threads."""
+
+    label: str
+    queries: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+    node_cpu: float | None  # seconds of node CPU per query
+    client_cpu: float  # seconds of this process's CPU per query
+
+    @property
+    def rate(self) -> float:
+        return self.queries / self.seconds
+
+
+def hammer(
+    links: Sequence[GrpcNodeLink],
+    request: pb.RunQueryRequest,
+    seconds: float,
+    node_pid: int,
+) -> Throughput:
+    """Each thread sends ``request`` over its own link, back to back, for ``seconds``."""
+    latencies: list[list[float]] = [[] for _ in links]
+    errors = [0] * len(links)
+    barrier = threading.Barrier(len(links) + 1)
+    stop_at = [0.0]
+
+    def worker(index: int) -> None:
+        link, mine = links[index], latencies[index]
+        message = pb.RunQueryRequest()
+        message.CopyFrom(request)
+        barrier.wait()
+        while True:
+            message.query_id = uuid.uuid4().hex
+            began = time.perf_counter()
+            if began >= stop_at[0]:
+                return
+            try:
+                link.run_query(message, 10.0)
+            except grpc.RpcError:
+                errors[index] += 1
+            mine.append(time.perf_counter() - began)
+
+    threads = [
+        threading.Thread(target=worker, args=(i,), daemon=True)
+        for i in range(len(links))
+    ]
+    for thread in threads:
+        thread.start()
+    node_cpu, own_cpu = process_cpu([node_pid]), process_cpu([])
+    began = time.perf_counter()
+    stop_at[0] = began + seconds
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    own_cpu = process_cpu([]) - own_cpu
+    node_cpu = process_cpu([node_pid]) - node_cpu - own_cpu
+    flat = [x for lane in latencies for x in lane]
+    label = f"node over mTLS, {len(links)} client thread{'s' if len(links) > 1 else ''}"
+    n = max(1, len(flat))
+    return Throughput(
+        label, len(flat), elapsed, flat, sum(errors), node_cpu / n, own_cpu / n
+    )
+
+
+def duckdb_count(path: Path, seconds: float) -> Throughput:
+    """The same count by DuckDB on the node's Parquet file, in this process."""
+    con = duckdb.connect()
+    sql = "SELECT count(*) FROM read_parquet(?) WHERE cross_border = true"
+    con.execute(sql, [str(path)]).fetchall()
+    latencies = []
+    cpu = process_cpu([])
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        start = time.perf_counter()
+        con.execute(sql, [str(path)]).fetchall()
+        latencies.append(time.perf_counter() - start)
+    elapsed = time.perf_counter() - began
+    cpu = process_cpu([]) - cpu
+    con.close()
+    return Throughput(
+        "DuckDB in-process, 1 thread (baseline)",
+        len(latencies),
+        elapsed,
+        latencies,
+        0,
+        None,
+        cpu / len(latencies),
+    )
+
+
+# --------------------------------------------------------------------------- one node
+
+
+def node_breakdown(
+    fed: DemoFederation, federation_file: Path, repeat: int
+) -> tuple[Phases, Phases, float, float]:
+    """Serve the first agency's node in this process; time the phases of both queries.
+
+    Returns the phases of the group-by and of the count, and the client-observed
+    median latencies (seconds) of each.
+    """
+    site = fed.sites[0]
+    config = node.load_node_config(site.node_config)
+    phases = Phases()
+    done: dict[str, Phases] = {}
+    client: dict[str, float] = {}
+    material = coordinator.load_tls(coordinator.load_federation(federation_file))
+    with node_probes(phases):
+        server = node.create_server(config, listen="127.0.0.1:0")
+        server.start()
+        link = GrpcNodeLink(
+            NodeAddress(site.agency, "node", server.address, None, fed.name), material
+        )
+        try:
+            schema = find_dataset([link.get_info(10.0)], DATASET)
+            assert schema is not None
+            requests = {
+                "group": spec_to_proto(
+                    typed_spec(group_by_spec(secure=False, participants=1), schema)
+                ),
+                "count": spec_to_proto(typed_spec(count_spec(), schema)),
+            }
+            for key, times in (("group", repeat), ("count", 200)):
+                link.run_query(requests[key], 30.0)  # warm-up, untimed
+                phases.clear()
+                samples = []
+                for _ in range(times):
+                    start = time.perf_counter()
+                    link.get_info(10.0)
+                    phases.add("client.info", time.perf_counter() - start)
+                    start = time.perf_counter()
+                    link.run_query(requests[key], 30.0)
+                    samples.append(time.perf_counter() - start)
+                client[key] = statistics.median(samples)
+                done[key] = phases.copy()
+        finally:
+            link.close()
+            server.stop(0)
+    return done["group"], done["count"], client["group"], client["count"]
+
+
+# --------------------------------------------------------------------------- report
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def rule(width: int = 104) -> None:
+    print("-" * width)
+
+
+@dataclasses.dataclass
+class Report:
+    """Everything measured, printed at the end."""
+
+    args: argparse.Namespace
+    series: dict[str, Series]
+    secure_failure: str
+    count_errors: dict[str, float]
+    rates: list[Throughput]
+    rss: dict[str, tuple[float, float]]
+    grouped: Phases
+    small: Phases
+    client_group: float
+    client_count: float
+    agency: str
+    load: tuple[float, float]
+
+
+def ratios(s: Series, ref: Series) -> tuple[float, float, float]:
+    """Median, best-case (min) and CPU ratios of ``s`` to ``ref``."""
+    return (
+        s.median_ms() / ref.median_ms(),
+        min(s.values["total"]) / min(ref.values["total"]),
+        s.mean_ms("cpu") / ref.mean_ms("cpu"),
+    )
+
+
+def print_group_by(r: Report) -> None:
+    central = r.series["central"]
+    print()
+    print(
+        f"1. Group-by region: count, mean(damage_eur), histogram(damage_eur, "
+        f"{len(EDGES) - 1} public bins); DP at rho {RHO_GROUP_BY} per node"
+    )
+    rule()
+    print(
+        f"{'run':<42} {'median':>7} {'min':>7} {'max':>7} {'CPU':>6} "
+        f"{'x med':>6} {'x min':>6} {'x CPU':>6}  goal (on x med)"
+    )
+    rule()
+
+    def row(label: str, s: Series | None, ref: Series, goal: float = 0.0) -> None:
+        if s is None:
+            print(f"{label:<42} {'FAILED':>7}")
+            return
+        med, best, cpu = ratios(s, ref)
+        times = s.values["total"]
+        verdict_text = (
+            "" if not goal else f"<= {goal}x: {'met' if med <= goal else 'MISSED'}"
+        )
+        print(
+            f"{label:<42} {s.median_ms():>7.1f} {min(times) * 1e3:>7.1f} "
+            f"{max(times) * 1e3:>7.1f} {s.mean_ms('cpu'):>6.0f} {med:>5.2f}x "
+            f"{best:>5.2f}x {cpu:>5.2f}x  {verdict_text}"
+        )
+
+    rows = r.args.rows * r.args.nodes
+    row(f"centralized: DuckDB, pooled {rows:,} rows", central, central)
+    plain = r.series["plain"]
+    row("federated, secure aggregation off", plain, central, GOAL_FEDERATED)
+    if "secure" in r.series:
+        row("federated, secure aggregation on", r.series["secure"], central)
+        row("  secure on / secure off", r.series["secure"], plain, GOAL_SECURE)
+    elif "plain*" not in r.series:
+        print(f"{'federated, secure aggregation on':<42} {r.secure_failure}")
+    else:
+        row("federated, secure aggregation on", None, central)
+        print(f"  {r.secure_failure}")
+        print(
+            "  the same shape with mean(severity), whose sums fit the secure encoding:"
+        )
+        vp, vs = r.series["plain*"], r.series["secure*"]
+        row("  federated, secure aggregation off", vp, central)
+        row("  federated, secure aggregation on", vs, central)
+        row("  secure on / secure off", vs, vp, GOAL_SECURE)
+    print(
+        "ms per query; CPU: ms of all processes per query (centralized: this one; "
+        "federated: coordinator and every node); x: ratio to the reference"
+    )
+    print(
+        "noisy counts against the pooled truth, largest relative error: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in r.count_errors.items())
+    )
+
+
+def print_breakdown(r: Report) -> None:
+    runs = {k: v for k, v in r.series.items() if k != "central"}
+    print()
+    print("Where the federated time goes (coordinator side, median ms per query)")
+    rule()
+    print(f"{'phase':<56}" + "".join(f" {k:>10}" for k in runs))
+    rule()
+    for label, key in (
+        ("GetNodeInfo fan-out (schema; a decision record per node)", "info"),
+        ("RunQuery fan-out: slowest node", "run_slowest"),
+        ("RunQuery fan-out: fastest node", "run_fastest"),
+        ("secure-sum rounds after RunQuery", "secure_sum"),
+        ("coordinator-local (spec check, combine, threads)", "local"),
+        ("total", "total"),
+    ):
+        print(
+            f"{label:<56}"
+            + "".join(f" {s.median_ms(key):>10.1f}" for s in runs.values())
+        )
+    if "plain*" in runs:
+        print("(* the mean(severity) variant)")
+
+
+def print_throughput(r: Report) -> None:
+    print()
+    print(
+        f"2. Small DP queries at one node ({r.agency}): count where cross_border = "
+        f"true, rho {RHO_COUNT}; {r.args.qps_seconds:g} s per row"
+    )
+    rule()
+    print(
+        f"{'client':<40} {'queries':>7} {'q/s':>6} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'node CPU':>8} {'client':>7} {'err':>4}  goal"
+    )
+    rule()
+    baseline, *node_runs = r.rates
+    for t in r.rates:
+        goal = (
+            ""
+            if t is baseline
+            else f">= {GOAL_QPS:.0f}/s: {verdict(t.rate >= GOAL_QPS)}"
+        )
+        node_cpu = "-" if t.node_cpu is None else f"{t.node_cpu * 1e3:.2f}"
+        print(
+            f"{t.label:<40} {t.queries:>7} {t.rate:>6.0f} "
+            f"{percentile_ms(t.latencies, 0.5):>7.2f} "
+            f"{percentile_ms(t.latencies, 0.99):>7.2f} {node_cpu:>8} "
+            f"{t.client_cpu * 1e3:>7.2f} {t.errors:>4}  {goal}"
+        )
+    print("node CPU, client: CPU ms per query of the node process and of this one")
+    if node_runs:
+        best = max(t.rate for t in node_runs)
+        print(f"best node rate / DuckDB rate: {best / baseline.rate:.2f}")
+
+
+def print_node_phases(r: Report) -> None:
+    print()
+    print(
+        f"3. Inside one node ({r.agency}, served alone in this process; median ms per "
+        "request: wall / CPU of the handling thread)"
+    )
+    rule()
+    print(f"{'phase':<60} {'group-by':>17} {'count':>17}")
+    rule()
+
+    def cell(p: Phases, key: str) -> str:
+        wall, cpu = p.median_ms(key), p.cpu_ms(key)
+        if wall is None:
+            return "-"
+        return f"{wall:.2f}" + ("" if cpu is None else f" / {cpu:.2f}")
+
+    for key, label in NODE_PHASES:
+        if r.grouped.median_ms(key) is None and r.small.median_ms(key) is None:
+            continue
+        print(f"{label:<60} {cell(r.grouped, key):>17} {cell(r.small, key):>17}")
+    print(
+        f"{'RunQuery seen by the client (+ gRPC, TLS, protobuf)':<60} "
+        f"{r.client_group * 1e3:>17.2f} {r.client_count * 1e3:>17.2f}"
+    )
+    print(
+        f"{'GetNodeInfo seen by the client':<60} "
+        f"{cell(r.grouped, 'client.info'):>17} {cell(r.small, 'client.info'):>17}"
+    )
+
+
+def print_memory(r: Report) -> None:
+    print()
+    print(f"4. Node memory at the end of the run ({r.args.rows:,} rows per node)")
+    rule()
+    for label, (hwm, now) in r.rss.items():
+        print(f"{label:<46} peak RSS {hwm:>6.0f} MB   now {now:>6.0f} MB")
+    print()
+    print(
+        f"load average (1 min) at start {r.load[0]:.2f}, at end {r.load[1]:.2f} "
+        f"on {os.cpu_count()} CPUs: other work on this machine skews the figures"
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per node")
+    parser.add_argument("--nodes", type=int, default=5, help="number of agencies")
+    parser.add_argument("--repeat", type=int, default=7, help="timed runs per figure")
+    parser.add_argument(
+        "--threads", default="1,4,16", help="client threads of the queries/s runs"
+    )
+    parser.add_argument(
+        "--qps-seconds", type=float, default=3.0, help="seconds per queries/s run"
+    )
+    parser.add_argument("--keep", type=Path, help="provision here and keep the files")
+    return parser.parse_args()
+
+
+def run(args: argparse.Namespace, root: Path) -> Report:
+    """Provision, start the fleet, measure everything; the fleet always stops."""
+    load_start = os.getloadavg()[0]
+    agencies = agency_names(args.nodes)
+    start = time.perf_counter()
+    fed = provision_parquet(root, agencies, args.rows)
+    setup_s = time.perf_counter() - start
+    files = [parquet_file(site.folder) for site in fed.sites]
+    data_mb = sum(f.stat().st_size for f in files) / 1e6
+    site = fed.sites[0]
+    fleet = NodeFleet(
+        [NodeProcess(s.agency, s.node_config, s.folder) for s in fed.sites]
+    )
+    with fleet, contextlib.ExitStack() as stack:
+        start = time.perf_counter()
+        addresses = fleet.wait_ready(timeout=180.0)
+        pids = [p.process.pid for p in fleet.nodes if p.process is not None]
+        print(
+            f"setup: {args.rows * args.nodes:,} rows generated and written "
+            f"({data_mb:.0f} MB of Parquet) in {setup_s:.1f} s; {args.nodes} node "
+            f"processes ready in {time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
+        federation_file = fed.write_federation_file(addresses, deadline=120.0)
+        config = coordinator.load_federation(federation_file)
+
+        # 1. The centralized baseline and the federated group-by, interleaved.
+        con = stack.enter_context(duckdb.connect())
+        sql = centralized_sql(files)
+        pooled: list[tuple[Any, ...]] = []
+
+        def centralized() -> dict[str, float]:
+            cpu, began = process_cpu([]), time.perf_counter()
+            pooled[:] = con.execute(sql).fetchall()
+            return {"total": time.perf_counter() - began, "cpu": process_cpu([]) - cpu}
+
+        hub = stack.enter_context(coordinator.Coordinator.from_config(config))
+        phases = stack.enter_context(coordinator_probes(hub))
+        series = {
+            name: Series(name)
+            for name in ("central", "plain", "secure", "plain*", "secure*")
+        }
+
+        def federated(name: str, spec: QuerySpec) -> Callable[[], dict[str, float]]:
+            return lambda: federated_once(hub, phases, spec, pids, series[name])
+
+        n = args.nodes
+        calls = {
+            "central": centralized,
+            "plain": federated("plain", group_by_spec(secure=False, participants=n)),
+            "secure": federated("secure", group_by_spec(secure=True, participants=n)),
+        }
+        failure = ""
+        if n < 2:  # secure aggregation needs two participants at least
+            del calls["secure"], series["secure"]
+            failure = "skipped: secure aggregation needs at least 2 nodes"
+        for name, call in list(calls.items()):  # warm-up
+            try:
+                call()
+            except (LostNodes, coordinator.CoordinatorError, ValueError) as exc:
+                if name != "secure":
+                    raise
+                # ValueError: secure_sum refuses a threshold above the nodes left.
+                why = sorted({e for e in map(node_error, fleet.nodes) if e})
+                failure = f"{type(exc).__name__}: {exc}" + (
+                    f" -- node log: {'; '.join(why)}" if why else ""
+                )
+                print(f"federated group-by, secure: FAILED ({failure})", flush=True)
+                del calls["secure"], series["secure"]
+                calls["plain*"] = federated(
+                    "plain*",
+                    group_by_spec(secure=False, participants=n, mean_of="severity"),
+                )
+                calls["secure*"] = federated(
+                    "secure*",
+                    group_by_spec(secure=True, participants=n, mean_of="severity"),
+                )
+                calls["plain*"]()
+                calls["secure*"]()
+        if "plain*" not in calls:
+            del series["plain*"], series["secure*"]
+        interleaved(calls, series, args.repeat)
+        errors = {
+            k: check_against_pooled(s.result, pooled)
+            for k, s in series.items()
+            if k != "central"
+        }
+        print("group-by: done", flush=True)
+
+        # 2. Small DP queries per second at one node.
+        schema = find_dataset([hub.links[0].get_info(10.0)], DATASET)
+        assert schema is not None
+        request = spec_to_proto(typed_spec(count_spec(), schema))
+        material = coordinator.load_tls(config)
+        address = NodeAddress(
+            site.agency, "node", addresses[site.agency], None, fed.name
+        )
+        rates = [duckdb_count(files[0], args.qps_seconds)]
+        for count in [int(t) for t in args.threads.split(",") if t.strip()]:
+            links = [GrpcNodeLink(address, material) for _ in range(count)]
+            try:
+                for link in links:  # connect and warm up every channel
+                    for _ in range(3):
+                        link.run_query(request, 10.0)
+                rates.append(hammer(links, request, args.qps_seconds, pids[0]))
+            finally:
+                for link in links:
+                    link.close()
+        print("queries per second: done", flush=True)
+        rss = {
+            p.label: peak_rss_mb(p.process.pid)
+            for p in fleet.nodes
+            if p.process is not None
+        }
+    # 3. The node's own phases, one node in this process (the fleet has stopped).
+    grouped, small, client_group, client_count = node_breakdown(
+        fed, federation_file, args.repeat
+    )
+    return Report(
+        args=args,
+        series=series,
+        secure_failure=failure,
+        count_errors=errors,
+        rates=rates,
+        rss=rss,
+        grouped=grouped,
+        small=small,
+        client_group=client_group,
+        client_count=client_count,
+        agency=site.agency,
+        load=(load_start, os.getloadavg()[0]),
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    print(
+        f"Accord federated queries: {args.nodes} nodes x {args.rows:,} rows (Parquet, "
+        f"mTLS, policy gate, decision log), {os.cpu_count()} CPUs; medians of "
+        f"{args.repeat} interleaved runs after a warm-up",
+        flush=True,
+    )
+    try:
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            report = run(args, args.keep)
+        else:
+            with tempfile.TemporaryDirectory(prefix="bench-queries-") as tmp:
+                report = run(args, Path(tmp))
+    except KeyboardInterrupt:
+        print("interrupted: every node process has been stopped", file=sys.stderr)
+        raise SystemExit(130) from None
+    print_group_by(report)
+    print_breakdown(report)
+    print_throughput(report)
+    print_node_phases(report)
+    print_memory(report)
+
+
+if __name__ == "__main__":
+    main()
