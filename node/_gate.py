@@ -16,8 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import grpc
+
+import pki
 import policies
-from node._errors import BudgetExceeded, DecisionNotLogged, NodeError, PolicyDenied
+from node._errors import (
+    BudgetExceeded,
+    DecisionNotLogged,
+    NodeError,
+    PolicyDenied,
+    Unauthenticated,
+)
 from policies import auditlog, ledger
 
 Clock = Callable[[], datetime]
@@ -80,6 +89,34 @@ class Admission:
     def remaining_rho(self) -> float | None:
         """The least remaining rho over the budgets charged (None: no budget)."""
         return min((b.remaining_rho for b in self.balances), default=None)
+
+
+#: Who calls an ``--insecure`` node: nobody can be authenticated there.
+INSECURE_REQUESTER = policies.Requester(uri="insecure:anonymous", agency="", role="")
+
+
+def requester_of(
+    context: grpc.ServicerContext, node: pki.Identity
+) -> policies.Requester:
+    """Return the caller, from its mTLS certificate (never from request fields).
+
+    Raises
+    ------
+    Unauthenticated
+        If the certificate names another federation.
+    """
+    identity = pki.peer_identity(context.auth_context())
+    if identity is None:
+        # Only reachable on an --insecure server: TLS requires a certificate.
+        return INSECURE_REQUESTER
+    if identity.federation != node.federation:
+        raise Unauthenticated(
+            f"certificate of federation {identity.federation!r}; this node belongs "
+            f"to {node.federation!r}"
+        )
+    return policies.Requester(
+        uri=identity.uri, agency=identity.agency, role=identity.role
+    )
 
 
 def request_hash(payload: bytes) -> str:

@@ -27,14 +27,14 @@ from node._audit import AuditServicer, add_audit_service
 from node._config import NodeConfig
 from node._errors import NodeStartupError
 from node._exit import ExitCode
-from node._gate import Gate, PolicyHolder
+from node._gate import INSECURE_REQUESTER, Gate, PolicyHolder
 from node._secure_sessions import (
     SECURE_AGGREGATION_SERVICE_NAME,
     SecureAggregationServicer,
     SecureSessions,
     add_secure_aggregation_service,
 )
-from node._servicer import INSECURE_REQUESTER, Clock, NodeServicer
+from node._servicer import Clock, NodeServicer
 from node._sources import DataSource, SourceError, open_source
 from node.training import (
     TRAINING_SERVICE_NAME,

@@ -24,10 +24,17 @@ from node._errors import (
     PolicyDenied,
     ShuttingDown,
     SourceUnavailable,
-    Unauthenticated,
     rpc_errors,
 )
-from node._gate import Admission, Gate, PolicyHolder, Ticket, request_hash
+from node._gate import (
+    INSECURE_REQUESTER,
+    Admission,
+    Gate,
+    PolicyHolder,
+    Ticket,
+    request_hash,
+    requester_of,
+)
 from node._query import Query, check_query
 from node._secure_sessions import (
     SecureSessions,
@@ -59,8 +66,6 @@ from policies.ledger import Balance
 Clock = Callable[[], datetime]
 
 _log = logging.getLogger("accord.node")
-
-INSECURE_REQUESTER = policies.Requester(uri="insecure:anonymous", agency="", role="")
 
 
 __all__ = ["INSECURE_REQUESTER", "NodeServicer", "PolicyHolder"]
@@ -104,18 +109,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         self._draining.set()
 
     def _requester(self, context: grpc.ServicerContext) -> policies.Requester:
-        identity = pki.peer_identity(context.auth_context())
-        if identity is None:
-            # Only reachable on an --insecure server: TLS requires a certificate.
-            return INSECURE_REQUESTER
-        if identity.federation != self._identity.federation:
-            raise Unauthenticated(
-                f"certificate of federation {identity.federation!r}; this node belongs "
-                f"to {self._identity.federation!r}"
-            )
-        return policies.Requester(
-            uri=identity.uri, agency=identity.agency, role=identity.role
-        )
+        return requester_of(context, self._identity)
 
     def GetNodeInfo(
         self, request: pb.GetNodeInfoRequest, context: grpc.ServicerContext

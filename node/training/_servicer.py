@@ -37,10 +37,9 @@ from node._errors import (
     NodeError,
     ShuttingDown,
     SourceUnavailable,
-    Unauthenticated,
     rpc_errors,
 )
-from node._gate import Admission, Gate, Ticket
+from node._gate import Admission, Gate, Ticket, requester_of
 from node._secure_sessions import SecureSessions, opening_to_proto
 from node._sources import DataSource
 from node.training._apps import AppRegistry, TrainingApp, builtin_apps
@@ -61,7 +60,6 @@ Clock = Callable[[], datetime]
 _log = logging.getLogger("accord.node")
 
 #: The requester of calls without a client certificate (``--insecure`` only).
-INSECURE_REQUESTER = policies.Requester(uri="insecure:anonymous", agency="", role="")
 
 #: The full name of the service, for health and reflection.
 TRAINING_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TrainingService"].full_name
@@ -154,17 +152,7 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
     # -- helpers ---------------------------------------------------------------
 
     def _requester(self, context: grpc.ServicerContext) -> policies.Requester:
-        identity = pki.peer_identity(context.auth_context())
-        if identity is None:
-            return INSECURE_REQUESTER
-        if identity.federation != self._identity.federation:
-            raise Unauthenticated(
-                f"certificate of federation {identity.federation!r}; this node belongs "
-                f"to {self._identity.federation!r}"
-            )
-        return policies.Requester(
-            uri=identity.uri, agency=identity.agency, role=identity.role
-        )
+        return requester_of(context, self._identity)
 
     def _note(self, method: str, requester: policies.Requester, payload: bytes) -> None:
         self._gate.note(
