@@ -74,7 +74,9 @@ def standing_charges(
     for purpose in sorted(set(purposes)) or [""]:
         request = AccessRequest(requester, "", frozenset(), purpose=purpose)
         for charge in charges(policy, request, keys, 0.0, now):
-            seen.setdefault((charge.budget_id, charge.account, charge.period_key), charge)
+            seen.setdefault(
+                (charge.budget_id, charge.account, charge.period_key), charge
+            )
     return list(seen.values())
 
 

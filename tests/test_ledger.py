@@ -24,12 +24,19 @@ NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 PERIOD = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def charge(cost: float, limit: float = 1.0, budget: str = "b-life", account: str = "spiffe://x/a") -> BudgetCharge:
+def charge(
+    cost: float,
+    limit: float = 1.0,
+    budget: str = "b-life",
+    account: str = "spiffe://x/a",
+) -> BudgetCharge:
     return BudgetCharge(budget, account, None, None, limit, cost)
 
 
 def period_charge(cost: float, limit: float) -> BudgetCharge:
-    return BudgetCharge("b-30d", "spiffe://x/a", PERIOD, datetime(2026, 12, 1, tzinfo=UTC), limit, cost)
+    return BudgetCharge(
+        "b-30d", "spiffe://x/a", PERIOD, datetime(2026, 12, 1, tzinfo=UTC), limit, cost
+    )
 
 
 class LedgerContract:
@@ -69,7 +76,9 @@ class LedgerContract:
     def test_accounts_and_periods_are_separate(self, ledger: BudgetLedger) -> None:
         ledger.reserve("a", [charge(1.0, account="u1")], now=NOW)
         ledger.reserve("b", [charge(1.0, account="u2")], now=NOW)
-        later = BudgetCharge("b-30d", "spiffe://x/a", datetime(2026, 12, 1, tzinfo=UTC), None, 0.5, 0.5)
+        later = BudgetCharge(
+            "b-30d", "spiffe://x/a", datetime(2026, 12, 1, tzinfo=UTC), None, 0.5, 0.5
+        )
         ledger.reserve("c", [period_charge(0.5, 0.5)], now=NOW)
         ledger.reserve("d", [later], now=NOW)
 
@@ -99,7 +108,9 @@ class LedgerContract:
             t.join()
         assert len(ok) == 50
         assert len(refused) == 150
-        assert ledger.balances([charge(0.0, limit=0.5)])[0].spent_rho == pytest.approx(0.5)
+        assert ledger.balances([charge(0.0, limit=0.5)])[0].spent_rho == pytest.approx(
+            0.5
+        )
 
 
 class TestMemoryLedger(LedgerContract):
@@ -136,12 +147,16 @@ class TestPostgresLedger(LedgerContract):
         ledger.close()
 
 
-def _process_worker(url: str, worker: int, attempts: int, results: "multiprocessing.Queue[int]") -> None:
+def _process_worker(
+    url: str, worker: int, attempts: int, results: multiprocessing.Queue[int]
+) -> None:
     ledger = SqlBudgetLedger(url)
     granted = 0
     for i in range(attempts):
         try:
-            ledger.reserve(f"p{worker}-{i}-{uuid.uuid4().hex}", [charge(0.01, limit=0.3)], now=NOW)
+            ledger.reserve(
+                f"p{worker}-{i}-{uuid.uuid4().hex}", [charge(0.01, limit=0.3)], now=NOW
+            )
             granted += 1
         except BudgetExhausted:
             pass
@@ -152,7 +167,10 @@ def _process_worker(url: str, worker: int, attempts: int, results: "multiprocess
 def _run_processes(url: str) -> int:
     ctx = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue[int] = ctx.Queue()
-    procs = [ctx.Process(target=_process_worker, args=(url, n, 20, results)) for n in range(4)]
+    procs = [
+        ctx.Process(target=_process_worker, args=(url, n, 20, results))
+        for n in range(4)
+    ]
     for p in procs:
         p.start()
     for p in procs:

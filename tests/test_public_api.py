@@ -6,7 +6,17 @@ import importlib
 
 import pytest
 
-PACKAGES = ["node", "coordinator", "policies", "pki", "tomlconf", "demo", "accord_cli", "secagg", "officer"]
+PACKAGES = [
+    "node",
+    "coordinator",
+    "policies",
+    "pki",
+    "tomlconf",
+    "demo",
+    "accord_cli",
+    "secagg",
+    "officer",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

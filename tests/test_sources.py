@@ -15,9 +15,9 @@ import tomli_w
 import node
 from demo import PROFILES, SCHEMA, generate
 from demo._provision import _write_data
+from node import privacy
 from node._config import DatasetSpec
 from node._query import Access, Aggregation, Filter, Query
-from node import privacy
 from node._sources import SourceError, open_source
 from node._statistics import (
     build_statistics_select,
