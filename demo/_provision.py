@@ -183,10 +183,6 @@ class DemoFederation:
     sites: tuple[AgencySite, ...]
     coordinator_tls: pki.TlsFiles
 
-    def pooled(self) -> pa.Table:
-        """All agencies' rows in one table (for checking results centrally)."""
-        return pa.concat_tables(site.table for site in self.sites)
-
     def write_federation_file(
         self,
         addresses: Mapping[str, str],
