@@ -43,6 +43,30 @@ class NodeAddress:
         return f"{self.agency}/{self.name}"
 
 
+def open_channel(
+    node: NodeAddress,
+    material: pki.TlsMaterial | None,
+    *,
+    max_message_bytes: int = 64 << 20,
+) -> grpc.Channel:
+    """Open a channel to ``node``, the one way every coordinator link connects.
+
+    Mutual TLS with the node identity's TLS name verified, or plaintext when
+    ``material`` is None (``--insecure``).
+    """
+    options: list[tuple[str, str | int]] = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    if material is None:
+        return grpc.insecure_channel(node.address, options=options)
+    if node.expected_tls_name:
+        options.append(("grpc.ssl_target_name_override", node.expected_tls_name))
+    return grpc.secure_channel(
+        node.address, pki.channel_credentials(material), options=options
+    )
+
+
 class NodeLink(abc.ABC):
     """Calls one node; implementations choose the transport."""
 
@@ -74,19 +98,7 @@ class GrpcNodeLink(NodeLink):
 
     def __init__(self, node: NodeAddress, material: pki.TlsMaterial | None) -> None:
         super().__init__(node)
-        options: list[tuple[str, str | int]] = [
-            ("grpc.max_receive_message_length", 64 << 20)
-        ]
-        if material is None:
-            self._channel = grpc.insecure_channel(node.address, options=options)
-        else:
-            if node.expected_tls_name:
-                options.append(
-                    ("grpc.ssl_target_name_override", node.expected_tls_name)
-                )
-            self._channel = grpc.secure_channel(
-                node.address, pki.channel_credentials(material), options=options
-            )
+        self._channel = open_channel(node, material)
         self._stub = pb_grpc.NodeServiceStub(self._channel)
 
     @property

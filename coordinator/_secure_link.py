@@ -10,7 +10,7 @@ import grpc
 import pki
 from accord.v1 import secure_aggregation_pb2 as pb
 from accord.v1 import secure_aggregation_pb2_grpc as pb_grpc
-from coordinator._link import GrpcNodeLink, NodeAddress
+from coordinator._link import GrpcNodeLink, NodeAddress, open_channel
 
 #: Largest message a channel built here accepts (a masked vector of 8 M words).
 MAX_MESSAGE_BYTES = 64 << 20
@@ -144,19 +144,7 @@ class GrpcSecureAggregationLink(SecureAggregationLink):
         GrpcSecureAggregationLink
             A link whose `close` closes the channel.
         """
-        options: list[tuple[str, str | int]] = [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)
-        ]
-        if material is None:
-            channel = grpc.insecure_channel(node.address, options=options)
-        else:
-            if node.expected_tls_name:
-                options.append(
-                    ("grpc.ssl_target_name_override", node.expected_tls_name)
-                )
-            channel = grpc.secure_channel(
-                node.address, pki.channel_credentials(material), options=options
-            )
+        channel = open_channel(node, material, max_message_bytes=MAX_MESSAGE_BYTES)
         return cls(channel, participant_id, label=node.label, owns_channel=True)
 
     def step(

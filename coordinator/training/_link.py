@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import abc
 
-import grpc
-
 import pki
 from accord.v1 import training_service_pb2 as pb
 from accord.v1 import training_service_pb2_grpc as pb_grpc
-from coordinator._link import NodeAddress
+from coordinator._link import NodeAddress, open_channel
 from coordinator._secure_link import GrpcSecureAggregationLink, SecureAggregationLink
 
 #: Largest message a training channel accepts (models of a few million parameters).
@@ -65,20 +63,9 @@ class GrpcTrainingLink(TrainingLink):
 
     def __init__(self, node: NodeAddress, material: pki.TlsMaterial | None) -> None:
         super().__init__(node)
-        options: list[tuple[str, str | int]] = [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
-        if material is None:
-            self._channel = grpc.insecure_channel(node.address, options=options)
-        else:
-            if node.expected_tls_name:
-                options.append(
-                    ("grpc.ssl_target_name_override", node.expected_tls_name)
-                )
-            self._channel = grpc.secure_channel(
-                node.address, pki.channel_credentials(material), options=options
-            )
+        self._channel = open_channel(
+            node, material, max_message_bytes=MAX_MESSAGE_BYTES
+        )
         self._stub = pb_grpc.TrainingServiceStub(self._channel)
 
     def list_apps(self, timeout: float) -> pb.ListTrainingAppsResponse:
