@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 
@@ -74,9 +75,20 @@ class Coordinator:
         Seconds each node has to answer each call.
     """
 
-    def __init__(self, links: Sequence[NodeLink], *, deadline: float = 10.0) -> None:
+    #: How long a node's published schema is reused before it is asked again.
+    SCHEMA_TTL = 60.0
+
+    def __init__(
+        self,
+        links: Sequence[NodeLink],
+        *,
+        deadline: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.links = list(links)
         self.deadline = deadline
+        self._clock = clock
+        self._infos: dict[int, tuple[float, NodeOutcome[pb.GetNodeInfoResponse]]] = {}
 
     @classmethod
     def from_config(
@@ -121,6 +133,32 @@ class Coordinator:
             self.links, lambda link, t: link.get_info(t), deadline=self.deadline
         )
 
+    def _schemas(self) -> list[NodeOutcome[pb.GetNodeInfoResponse]]:
+        """Node infos for planning a query: answers are reused for ``SCHEMA_TTL``.
+
+        Nodes that did not answer are asked again every time.
+        """
+        now = self._clock()
+        stale = [
+            link
+            for link in self.links
+            if id(link) not in self._infos
+            or now - self._infos[id(link)][0] > self.SCHEMA_TTL
+        ]
+        fresh = fan_out(stale, lambda link, t: link.get_info(t), deadline=self.deadline)
+        answered = {
+            id(link): outcome for link, outcome in zip(stale, fresh, strict=True)
+        }
+        for key, outcome in answered.items():
+            if outcome.ok:
+                self._infos[key] = (now, outcome)
+            else:
+                self._infos.pop(key, None)
+        return [
+            answered[id(link)] if id(link) in answered else self._infos[id(link)][1]
+            for link in self.links
+        ]
+
     def budgets(
         self, *, requester: str = "", purpose: str = ""
     ) -> list[NodeOutcome[pb.GetBudgetResponse]]:
@@ -145,7 +183,7 @@ class Coordinator:
         NoNodeAnswered
             If no node could be reached at all.
         """
-        infos = self.node_info()
+        infos = self._schemas()
         reachable = [o for o in infos if o.ok and o.response is not None]
         if not reachable:
             raise NoNodeAnswered(

@@ -550,3 +550,28 @@ def test_unreachable_and_hung_nodes_are_reported_while_the_others_answer(
     assert result.contributors == ("agency-a/node", "agency-b/node", "agency-c/node")
     total = sum(s.rows for s in federation.fed.sites)
     assert result.groups[0].values[0].value == total
+
+
+def test_published_schemas_are_reused_between_queries(
+    federation: RunningFederation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real = coordinator.GrpcNodeLink.get_info
+
+    def counting(self: coordinator.GrpcNodeLink, timeout: float) -> Any:
+        calls.append(self.node.agency)
+        return real(self, timeout)
+
+    monkeypatch.setattr(coordinator.GrpcNodeLink, "get_info", counting)
+    spec = QuerySpec(
+        "incidents", (Aggregation("count"),), purpose="statistics", exact=True
+    )
+    clock = [0.0]
+    with federation.coordinator() as hub:
+        hub._clock = lambda: clock[0]
+        hub.query(spec)
+        hub.query(spec)
+        assert sorted(calls) == ["agency-a", "agency-b", "agency-c"]
+        clock[0] += hub.SCHEMA_TTL + 1
+        hub.query(spec)
+    assert len(calls) == 6
