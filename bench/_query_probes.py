@@ -119,7 +119,7 @@ def node_error(process: NodeProcess) -> str:
 def coordinator_probes(hub: coordinator.Coordinator) -> Iterator[Phases]:
     """Time the GetNodeInfo fan-out, each node's RunQuery and the secure-sum rounds."""
     phases = Phases()
-    hub.node_info = phases.timed("info", hub.node_info)  # type: ignore[method-assign]
+    hub._schemas = phases.timed("info", hub._schemas)  # type: ignore[method-assign]
     for i, link in enumerate(hub.links):
         link.run_query = phases.timed(f"run:{i}", link.run_query)  # type: ignore[method-assign]
     with mock.patch(

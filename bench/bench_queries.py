@@ -552,7 +552,7 @@ def print_breakdown(r: Report) -> None:
     print(f"{'phase':<56}" + "".join(f" {k:>10}" for k in runs))
     rule()
     for label, key in (
-        ("GetNodeInfo fan-out (schema; a decision record per node)", "info"),
+        ("schemas (GetNodeInfo, reused for a minute)", "info"),
         ("RunQuery fan-out: slowest node", "run_slowest"),
         ("RunQuery fan-out: fastest node", "run_fastest"),
         ("secure-sum rounds after RunQuery", "secure_sum"),
