@@ -65,6 +65,7 @@ __all__ = [
     "MetricRecord",
     "RecordDict",
     "Run",
+    "RunGrid",
     "ServerApp",
     "arrays_from_bytes",
     "message_from_bytes",
@@ -156,3 +157,31 @@ def arrays_from_bytes(data: bytes) -> ArrayRecord:
     proto = recorddict_pb2.ArrayRecord()
     proto.ParseFromString(data)
     return serde.array_record_from_proto(proto)
+
+
+class RunGrid(Grid):
+    """The run bookkeeping every Accord ``Grid`` shares (set_run, run, create_message)."""
+
+    _run: Run
+
+    def set_run(self, run: Run) -> None:
+        """Set the Flower run this grid operates in."""
+        if not isinstance(run, Run):
+            raise TypeError(f"`run` must be a Run, got {type(run).__name__}")
+        self._run = run
+
+    @property
+    def run(self) -> Run:
+        """Return a copy of the Flower run."""
+        return Run(**vars(self._run))
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        """Create a message (deprecated in Flower; kept for the ABC)."""
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)

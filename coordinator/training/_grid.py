@@ -167,7 +167,7 @@ def _category(message_type: str) -> str:
     return message_type.split(".", 1)[0]
 
 
-class AccordGrid(fl.Grid):
+class AccordGrid(fl.RunGrid):
     """A Flower ``Grid`` over Accord's ``TrainingService``.
 
     Parameters
@@ -209,30 +209,6 @@ class AccordGrid(fl.Grid):
         self.deliveries: list[Delivery] = []
 
     # -- Grid API --------------------------------------------------------------
-
-    def set_run(self, run: fl.Run) -> None:
-        """Set the Flower run this grid operates in."""
-        if not isinstance(run, fl.Run):
-            raise TypeError(f"`run` must be a Run, got {type(run).__name__}")
-        self._run = run
-
-    @property
-    def run(self) -> fl.Run:
-        """The Flower run."""
-        return fl.Run(**vars(self._run))
-
-    def create_message(
-        self,
-        content: fl.RecordDict,
-        message_type: str,
-        dst_node_id: int,
-        group_id: str,
-        ttl: float | None = None,
-    ) -> fl.Message:
-        """Create a message (deprecated in Flower; kept for the ABC)."""
-        return fl.Message(
-            content, dst_node_id, message_type, ttl=ttl, group_id=group_id
-        )
 
     def get_node_ids(self) -> Iterable[int]:
         """Return the nodes still taking part (not refused by policy or budget).

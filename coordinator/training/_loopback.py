@@ -15,7 +15,7 @@ from coordinator.training import _flower as fl
 Handler = Callable[[fl.Message], fl.Message]
 
 
-class LoopbackGrid(fl.Grid):
+class LoopbackGrid(fl.RunGrid):
     """A ``Grid`` that calls an in-process handler per node.
 
     Parameters
@@ -31,28 +31,6 @@ class LoopbackGrid(fl.Grid):
         self._handlers = dict(handlers)
         self._run = fl.Run.create_empty(run_id)
         self._replies: dict[str, fl.Message] = {}
-
-    def set_run(self, run: fl.Run) -> None:
-        """Set the Flower run."""
-        self._run = run
-
-    @property
-    def run(self) -> fl.Run:
-        """The Flower run."""
-        return fl.Run(**vars(self._run))
-
-    def create_message(
-        self,
-        content: fl.RecordDict,
-        message_type: str,
-        dst_node_id: int,
-        group_id: str,
-        ttl: float | None = None,
-    ) -> fl.Message:
-        """Create a message (deprecated in Flower; kept for the ABC)."""
-        return fl.Message(
-            content, dst_node_id, message_type, ttl=ttl, group_id=group_id
-        )
 
     def get_node_ids(self) -> Iterable[int]:
         """Return every node id."""
