@@ -39,10 +39,7 @@ class CoordinatorSection(_Strict):
     @field_validator("ca", "cert", "key")
     @classmethod
     def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        base = (info.context or {}).get("base_dir")
-        if value is not None and base is not None and not value.is_absolute():
-            return (Path(base) / value).resolve()
-        return value
+        return None if value is None else tomlconf.relative_to_file(value, info)
 
     @model_validator(mode="after")
     def _all_or_none(self) -> CoordinatorSection:

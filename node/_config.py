@@ -27,12 +27,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _resolve(value: Path, info: ValidationInfo) -> Path:
-    """Make a relative path relative to the configuration file's folder."""
-    base = (info.context or {}).get("base_dir")
-    if base is not None and not value.is_absolute():
-        return (Path(base) / value).resolve()
-    return value
+_resolve = tomlconf.relative_to_file
 
 
 class NodeSection(_Strict):

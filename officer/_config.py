@@ -36,11 +36,7 @@ DEFAULT_LISTEN = "127.0.0.1:8470"
 _ADDRESS = r"^.+:\d{1,5}$"
 
 
-def _resolve(value: Path, info: ValidationInfo) -> Path:
-    base = (info.context or {}).get("base_dir")
-    if base is not None and not value.is_absolute():
-        return (Path(base) / value).resolve()
-    return value
+_resolve = tomlconf.relative_to_file
 
 
 class _Strict(BaseModel):

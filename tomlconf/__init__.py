@@ -11,6 +11,7 @@ from tomlconf._load import Locator as Locator
 from tomlconf._load import load as load
 from tomlconf._load import parse_toml as parse_toml
 from tomlconf._load import read_toml as read_toml
+from tomlconf._load import relative_to_file as relative_to_file
 from tomlconf._load import sort_problems as sort_problems
 from tomlconf._load import validate as validate
 from tomlconf._locate import FieldPath as FieldPath
@@ -38,6 +39,7 @@ __all__ = [
     "parse_toml",
     "position_index",
     "read_toml",
+    "relative_to_file",
     "sort_problems",
     "validate",
 ]

@@ -162,3 +162,15 @@ def load(path: Path, model: type[M], *, columns: bool = False) -> M:
     """
     text, data = read_toml(path)
     return validate(path, text, data, model, columns=columns)
+
+
+def relative_to_file(value: Path, info: pydantic.ValidationInfo) -> Path:
+    """Resolve a relative path against the folder of the file being validated.
+
+    For field validators of models loaded with ``load``/``validate``, which pass the
+    file's folder in the validation context; other paths are returned unchanged.
+    """
+    base = (info.context or {}).get("base_dir")
+    if base is not None and not value.is_absolute():
+        return (Path(base) / value).resolve()
+    return value
