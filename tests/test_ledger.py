@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +19,10 @@ from policies.ledger import (
     BudgetLedger,
     MemoryBudgetLedger,
     SqlBudgetLedger,
+    begin_write,
+    make_engine,
 )
+from policies.ledger._ledger import Reservations
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 PERIOD = datetime(2026, 11, 1, tzinfo=UTC)
@@ -124,9 +128,13 @@ class TestMemoryLedger(LedgerContract):
 class TestSqliteLedger(LedgerContract):
     __test__ = True
 
-    @pytest.fixture
-    def ledger(self, tmp_path: Path) -> Iterator[BudgetLedger]:
-        ledger = SqlBudgetLedger(f"sqlite:///{tmp_path / 'state.db'}")
+    @pytest.fixture(params=[True, False], ids=["durable", "deferred"])
+    def ledger(
+        self, tmp_path: Path, request: pytest.FixtureRequest
+    ) -> Iterator[BudgetLedger]:
+        ledger = SqlBudgetLedger(
+            f"sqlite:///{tmp_path / 'state.db'}", durable_commits=request.param
+        )
         yield ledger
         ledger.close()
 
@@ -137,11 +145,10 @@ class TestPostgresLedger(LedgerContract):
 
     @pytest.fixture
     def ledger(self, postgres_url: str) -> Iterator[BudgetLedger]:
-        ledger = SqlBudgetLedger(postgres_url)
+        ledger = SqlBudgetLedger(postgres_url, durable_commits=False)
         engine = sa.create_engine(postgres_url)
         with engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM budget_spend"))
-            conn.execute(sa.text("DELETE FROM budget_reservations"))
         engine.dispose()
         yield ledger
         ledger.close()
@@ -196,7 +203,84 @@ def test_several_processes_never_overspend_postgres(postgres_url: str) -> None:
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM budget_spend"))
-        conn.execute(sa.text("DELETE FROM budget_reservations"))
     engine.dispose()
     ledger.close()
     assert _run_processes(postgres_url) == 30
+
+
+def test_reservations_forget_the_oldest_past_their_capacity() -> None:
+    held: Reservations[int] = Reservations(capacity=3)
+    for n in range(5):
+        held.hold(f"r{n}", [n])
+    assert held.take("r0") == [] and held.take("r1") == []
+    assert held.take("r4") == [4]
+    assert held.take("r4") == []
+
+
+def test_a_forgotten_reservation_stays_spent(tmp_path: Path) -> None:
+    ledger = SqlBudgetLedger(f"sqlite:///{tmp_path / 'state.db'}")
+    ledger.reserve("old", [charge(0.25)], now=NOW)
+    ledger.release("unknown")  # nothing to give back
+    ledger.release("old")
+    ledger.release("old")  # idempotent
+    assert ledger.balances([charge(0.0)])[0].spent_rho == 0.0
+    ledger.reserve("kept", [charge(0.25)], now=NOW)
+    ledger.close()
+    reopened = SqlBudgetLedger(f"sqlite:///{tmp_path / 'state.db'}")
+    reopened.release("kept")  # another process: it cannot give back
+    assert reopened.balances([charge(0.0)])[0].spent_rho == pytest.approx(0.25)
+    reopened.close()
+
+
+def test_deferred_commits_are_asked_of_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    for durable, level in ((True, 2), (False, 1)):  # FULL, NORMAL
+        engine = make_engine(url, durable_commits=durable)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == level
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_deferred_commits_are_asked_of_postgresql(postgres_url: str) -> None:
+    for durable, setting in ((True, "on"), (False, "off")):
+        engine = make_engine(postgres_url, durable_commits=durable)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == setting
+        engine.dispose()
+
+
+def _no_busy_wait(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA busy_timeout=0")
+
+
+def test_writers_of_one_sqlite_file_take_turns_without_busy_waits(
+    tmp_path: Path,
+) -> None:
+    """Two engines on one file, 8 threads: every write commits, none meets a lock."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    engines = [make_engine(url), make_engine(url)]
+    for engine in engines:  # after make_engine's own: a lock would fail at once
+        sa.event.listen(engine, "connect", _no_busy_wait)
+    with begin_write(engines[0]) as conn:
+        conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+    errors: list[BaseException] = []
+
+    def work(engine: sa.Engine) -> None:
+        try:
+            for n in range(50):
+                with begin_write(engine) as conn:
+                    conn.exec_driver_sql(f"INSERT INTO t VALUES ({n})")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(engines[i % 2],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with engines[0].connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 400
+    for engine in engines:
+        engine.dispose()

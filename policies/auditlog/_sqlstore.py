@@ -8,7 +8,9 @@ UTC -- ``requester``, ``purpose``, ``decision``, ``dataset``) and
 ``time_us``). A batch of records and its checkpoint go in one transaction
 (SQLite: ``BEGIN IMMEDIATE``), so a crash leaves all of a batch or none of it.
 
-The writer uses :func:`policies.ledger.make_engine`; readers use a second engine
+The writer uses :func:`policies.ledger.make_engine` and
+:func:`policies.ledger.begin_write` (so it takes turns with the budget ledger on the
+same SQLite file instead of sleeping in the busy handler); readers use a second engine
 whose transactions do not take SQLite's write lock, so reading never waits for a
 commit. With SQLite, the writer's connection does not checkpoint the WAL into the
 database itself (that would add a second fsync to an unlucky commit, every few
@@ -26,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from policies.ledger import make_engine
+from policies.ledger import begin_write, make_engine
 
 from ._logerrors import LogUnavailable
 from ._store import (
@@ -81,6 +83,9 @@ checkpoints_table = sa.Table(
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("time_us", sa.BigInteger, nullable=False),
 )
+
+
+_LAST_SEQ = sa.select(sa.func.coalesce(sa.func.max(records_table.c.seq), -1))
 
 
 def _reason(exc: sa.exc.SQLAlchemyError) -> str:
@@ -254,7 +259,7 @@ class SqlLogStore(LogStore):
     def write_info(self, info: LogInfo) -> None:
         """Record the log's origin and verifier key."""
         try:
-            with self._write_engine().begin() as conn:
+            with begin_write(self._write_engine()) as conn:
                 conn.execute(
                     sa.insert(log_table).values(
                         id=1,
@@ -307,10 +312,8 @@ class SqlLogStore(LogStore):
         """Store records and a checkpoint in one transaction."""
         engine = self._write_engine()
         try:
-            with engine.begin() as conn:
-                size = conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.max(records_table.c.seq), -1))
-                ).scalar_one()
+            with begin_write(engine) as conn:
+                size = conn.execute(_LAST_SEQ).scalar_one()
                 if size + 1 != expected_size:
                     raise LogUnavailable(
                         f"the log holds {size + 1} records, expected {expected_size}: "

@@ -6,6 +6,7 @@ from policies.ledger._ledger import Balance as Balance
 from policies.ledger._ledger import BudgetLedger as BudgetLedger
 from policies.ledger._ledger import MemoryBudgetLedger as MemoryBudgetLedger
 from policies.ledger._sql import SqlBudgetLedger as SqlBudgetLedger
+from policies.ledger._storage import begin_write as begin_write
 from policies.ledger._storage import make_engine as make_engine
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "LedgerError",
     "MemoryBudgetLedger",
     "SqlBudgetLedger",
+    "begin_write",
     "make_engine",
 ]

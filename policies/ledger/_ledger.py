@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import abc
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from policies._request import BudgetCharge
 from policies.ledger._errors import BudgetExhausted
@@ -30,6 +32,35 @@ class Balance:
         """Whether spending passed the budget's alert threshold."""
         limit = self.charge.limit_rho
         return limit > 0 and self.spent_rho >= self.charge.alert_threshold * limit
+
+
+T = TypeVar("T")
+
+
+class Reservations(Generic[T]):
+    """What recent requests reserved, so a failed one can give it back.
+
+    Kept in memory by the process that reserved: only it releases, moments later.
+    The oldest entries are forgotten past ``capacity`` (their requests were answered
+    long ago); forgetting only ever leaves a charge spent, the safe side.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._held: OrderedDict[str, list[T]] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def hold(self, request_id: str, items: list[T]) -> None:
+        """Remember what ``request_id`` reserved."""
+        with self._lock:
+            self._held[request_id] = items
+            while len(self._held) > self._capacity:
+                self._held.popitem(last=False)
+
+    def take(self, request_id: str) -> list[T]:
+        """Return and forget what ``request_id`` reserved (empty if unknown)."""
+        with self._lock:
+            return self._held.pop(request_id, [])
 
 
 class BudgetLedger(abc.ABC):
@@ -64,7 +95,9 @@ class MemoryBudgetLedger(BudgetLedger):
 
     def __init__(self) -> None:
         self._spent: dict[tuple[str, str, str], int] = {}
-        self._reservations: dict[str, list[tuple[tuple[str, str, str], int]]] = {}
+        self._reservations: Reservations[tuple[tuple[str, str, str], int]] = (
+            Reservations()
+        )
         self._lock = threading.Lock()
 
     @staticmethod
@@ -89,13 +122,14 @@ class MemoryBudgetLedger(BudgetLedger):
                 units = cost_units(charge.cost_rho)
                 self._spent[key] = self._spent.get(key, 0) + units
                 taken.append((key, units))
-            self._reservations[request_id] = taken
+            self._reservations.hold(request_id, taken)
             return [Balance(c, to_rho(self._spent[self._key(c)])) for c in charges]
 
     def release(self, request_id: str) -> None:
         """Give back a reservation."""
+        taken = self._reservations.take(request_id)
         with self._lock:
-            for key, units in self._reservations.pop(request_id, []):
+            for key, units in taken:
                 self._spent[key] -= units
 
     def balances(self, charges: Sequence[BudgetCharge]) -> list[Balance]:

@@ -1,14 +1,18 @@
 """The ledger in SQL (SQLite in WAL mode, or PostgreSQL), safe across processes.
 
-Each charge is one conditional ``UPDATE ... SET spent = spent + cost WHERE spent + cost
-<= limit`` inside a single transaction: the database serialises concurrent updates of a
-row and re-checks the condition, so concurrent requests -- threads or processes -- can
-never overspend. Any charge that does not fit rolls the whole transaction back.
+Each charge is one conditional upsert -- ``INSERT ... ON CONFLICT DO UPDATE SET spent
+= spent + cost WHERE spent + cost <= limit RETURNING spent`` -- inside a single
+transaction: the database serialises concurrent updates of a row and re-checks the
+condition, so concurrent requests -- threads or processes -- can never overspend.
+A charge that does not fit returns no row and rolls the whole transaction back.
+
+What a request reserved is kept in memory (:class:`Reservations`): only the process
+that reserved gives it back, after a failed computation. A crash in between leaves
+the charge spent -- the safe side -- and nothing else.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -18,8 +22,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from policies._request import BudgetCharge
 from policies.ledger._errors import BudgetExhausted, LedgerError
-from policies.ledger._ledger import Balance, BudgetLedger
-from policies.ledger._storage import make_engine
+from policies.ledger._ledger import Balance, BudgetLedger, Reservations
+from policies.ledger._storage import begin_write, make_engine
 from policies.ledger._units import cost_units, limit_units, to_rho
 
 metadata = sa.MetaData()
@@ -34,13 +38,40 @@ spend = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-reservations = sa.Table(
-    "budget_reservations",
-    metadata,
-    sa.Column("request_id", sa.String(128), primary_key=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("charges", sa.Text, nullable=False),
+_KEY = ("account", "budget_id", "period_key")
+
+#: The spent units of one budget row.
+_SPENT = sa.select(spend.c.spent_nrho).where(
+    *(spend.c[name] == sa.bindparam(name) for name in _KEY)
 )
+
+
+def _charge_statement(dialect: str) -> Any:
+    """Return the conditional upsert of one charge, for ``dialect``."""
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(spend).values(
+        account=sa.bindparam("account"),
+        budget_id=sa.bindparam("budget_id"),
+        period_key=sa.bindparam("period_key"),
+        spent_nrho=sa.bindparam("cost"),
+        updated_at=sa.bindparam("now"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=list(_KEY),
+        set_={
+            "spent_nrho": spend.c.spent_nrho + stmt.excluded.spent_nrho,
+            "updated_at": stmt.excluded.updated_at,
+        },
+        where=spend.c.spent_nrho + stmt.excluded.spent_nrho <= sa.bindparam("limit"),
+    ).returning(spend.c.spent_nrho)
+
+
+def _key(charge: BudgetCharge) -> dict[str, str]:
+    return {
+        "account": charge.account,
+        "budget_id": charge.budget_id,
+        "period_key": charge.period_key,
+    }
 
 
 class SqlBudgetLedger(BudgetLedger):
@@ -51,112 +82,74 @@ class SqlBudgetLedger(BudgetLedger):
     url : str
         SQLAlchemy URL: ``sqlite:///path`` (WAL, synchronous=FULL) or
         ``postgresql+psycopg://...``.
+    durable_commits : bool, optional
+        ``False`` when a durable commit to the same database always follows a
+        reservation before its answer leaves -- the node's decision record -- so
+        the reservation need not wait for the disk itself (see
+        :func:`~policies.ledger.make_engine`).
     """
 
-    def __init__(self, url: str) -> None:
-        self._engine = make_engine(url)
+    def __init__(self, url: str, *, durable_commits: bool = True) -> None:
+        self._engine = make_engine(url, durable_commits=durable_commits)
         try:
             metadata.create_all(self._engine)
         except sa.exc.SQLAlchemyError as exc:
             raise LedgerError(
                 f"cannot open the budget ledger: {type(exc).__name__}"
             ) from None
-
-    def _insert_missing(
-        self, conn: sa.Connection, charge: BudgetCharge, now: datetime
-    ) -> None:
-        values = {
-            "account": charge.account,
-            "budget_id": charge.budget_id,
-            "period_key": charge.period_key,
-            "spent_nrho": 0,
-            "updated_at": now,
-        }
-        stmt: Any
-        if self._engine.dialect.name == "postgresql":
-            stmt = postgresql.insert(spend).values(**values).on_conflict_do_nothing()
-        else:
-            stmt = sqlite.insert(spend).values(**values).on_conflict_do_nothing()
-        conn.execute(stmt)
-
-    def _spent(self, conn: sa.Connection, charge: BudgetCharge) -> int:
-        value = conn.execute(
-            sa.select(spend.c.spent_nrho).where(*self._where(charge))
-        ).scalar_one_or_none()
-        return int(value or 0)
-
-    @staticmethod
-    def _where(charge: BudgetCharge) -> list[sa.ColumnElement[bool]]:
-        return [
-            spend.c.account == charge.account,
-            spend.c.budget_id == charge.budget_id,
-            spend.c.period_key == charge.period_key,
-        ]
+        self._charge = _charge_statement(self._engine.dialect.name)
+        self._reserved: Reservations[tuple[dict[str, str], int]] = Reservations()
 
     def reserve(
         self, request_id: str, charges: Sequence[BudgetCharge], *, now: datetime
     ) -> list[Balance]:
         """Reserve all charges in one transaction, or none."""
-        with self._engine.begin() as conn:
+        balances: list[Balance] = []
+        taken: list[tuple[dict[str, str], int]] = []
+        with begin_write(self._engine) as conn:
             for charge in charges:
-                self._insert_missing(conn, charge, now)
-            for charge in charges:
+                key = _key(charge)
                 cost = cost_units(charge.cost_rho)
                 limit = limit_units(charge.limit_rho)
-                done = conn.execute(
-                    sa.update(spend)
-                    .where(*self._where(charge), spend.c.spent_nrho + cost <= limit)
-                    .values(spent_nrho=spend.c.spent_nrho + cost, updated_at=now)
+                spent = (
+                    conn.execute(
+                        self._charge, {**key, "cost": cost, "limit": limit, "now": now}
+                    ).scalar_one_or_none()
+                    if cost <= limit
+                    else None
                 )
-                if done.rowcount != 1:
-                    remaining = max(0, limit - self._spent(conn, charge))
+                if spent is None:
+                    held = conn.execute(_SPENT, key).scalar_one_or_none() or 0
                     raise BudgetExhausted(
-                        charge.budget_id, to_rho(remaining), charge.cost_rho
+                        charge.budget_id,
+                        to_rho(max(0, limit - int(held))),
+                        charge.cost_rho,
                     )
-            conn.execute(
-                sa.insert(reservations).values(
-                    request_id=request_id,
-                    created_at=now,
-                    charges=json.dumps(
-                        [
-                            [
-                                c.account,
-                                c.budget_id,
-                                c.period_key,
-                                cost_units(c.cost_rho),
-                            ]
-                            for c in charges
-                        ]
-                    ),
-                )
-            )
-            return [Balance(c, to_rho(self._spent(conn, c))) for c in charges]
+                taken.append((key, cost))
+                balances.append(Balance(charge, to_rho(int(spent))))
+        self._reserved.hold(request_id, taken)
+        return balances
 
     def release(self, request_id: str) -> None:
         """Give back a reservation (idempotent)."""
-        with self._engine.begin() as conn:
-            row = conn.execute(
-                sa.delete(reservations)
-                .where(reservations.c.request_id == request_id)
-                .returning(reservations.c.charges)
-            ).scalar_one_or_none()
-            if row is None:
-                return
-            for account, budget_id, period_key, units in json.loads(row):
+        taken = self._reserved.take(request_id)
+        if not taken:
+            return
+        with begin_write(self._engine) as conn:
+            for key, units in taken:
                 conn.execute(
                     sa.update(spend)
-                    .where(
-                        spend.c.account == account,
-                        spend.c.budget_id == budget_id,
-                        spend.c.period_key == period_key,
-                    )
+                    .where(*(spend.c[name] == key[name] for name in _KEY))
                     .values(spent_nrho=spend.c.spent_nrho - units)
                 )
 
     def balances(self, charges: Sequence[BudgetCharge]) -> list[Balance]:
         """Return the current balances."""
         with self._engine.connect() as conn:
-            return [Balance(c, to_rho(self._spent(conn, c))) for c in charges]
+            return [
+                Balance(c, to_rho(int(conn.execute(_SPENT, _key(c)).scalar() or 0)))
+                for c in charges
+            ]
 
     def close(self) -> None:
         """Dispose of the connection pool."""
