@@ -44,6 +44,23 @@ class NodeSection(_Strict):
         description="SQLAlchemy URL of the node's own state (budgets, decision log)",
     )
 
+    work_dir: Path = Field(
+        default=Path("work"),
+        validate_default=True,
+        description="Where the node keeps DuckDB working copies of its file datasets",
+    )
+    file_memory_mb: int = Field(
+        default=512,
+        ge=64,
+        le=1_048_576,
+        description="Most memory DuckDB may hold for file datasets, in MiB",
+    )
+
+    @field_validator("work_dir")
+    @classmethod
+    def _work_dir(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info)
+
     @field_validator("state_url")
     @classmethod
     def _state_url(cls, value: str, info: ValidationInfo) -> str:
@@ -104,6 +121,14 @@ class FileSource(_Strict):
     kind: Literal["csv", "parquet"]
     path: Path
     delimiter: str = Field(default=",", min_length=1, max_length=1)
+    working_copy: bool = Field(
+        default=True,
+        description=(
+            "Load the file into a DuckDB database under node.work_dir at start-up "
+            "and whenever the file changes (fast queries, memory bounded by "
+            "node.file_memory_mb); false reads the file in place at every query"
+        ),
+    )
 
     @field_validator("path")
     @classmethod

@@ -35,7 +35,7 @@ from node._secure_sessions import (
     add_secure_aggregation_service,
 )
 from node._servicer import Clock, NodeServicer
-from node._sources import DataSource, SourceError, open_source
+from node._sources import DataSource, SourceError, WorkingCopies, open_source
 from node.training import (
     TRAINING_SERVICE_NAME,
     TrainingServicer,
@@ -146,7 +146,9 @@ class NodeState:
 def _open_state(config: NodeConfig, identity: pki.Identity, clock: Clock) -> NodeState:
     url = config.node.state_url
     try:
-        budgets = ledger.SqlBudgetLedger(url)
+        # Every reservation is followed by its decision record, a durable commit
+        # to the same database, before any answer leaves.
+        budgets = ledger.SqlBudgetLedger(url, durable_commits=False)
     except ledger.LedgerError as exc:
         raise NodeStartupError(
             f"state database {url}: {exc}", ExitCode.STATE_INVALID
@@ -255,9 +257,10 @@ def create_server(
         )
     identity, material = _identity(config, insecure, clock)
     sources: dict[str, DataSource] = {}
+    copies = WorkingCopies(config.node.work_dir, config.node.file_memory_mb)
     try:
         for spec in config.datasets:
-            sources[spec.id] = open_source(spec)
+            sources[spec.id] = open_source(spec, copies)
     except SourceError as exc:
         for source in sources.values():
             source.close()

@@ -53,7 +53,7 @@ from node._sources import DataSource
 from node._statistics import (
     Layout,
     Released,
-    build_statistics_select,
+    StatementCache,
     encodings,
     exact_vectors,
     layout,
@@ -94,6 +94,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         self._clock = clock
         self._started_at = clock()
         self._draining = threading.Event()
+        self._statements = StatementCache()
 
     @property
     def identity_uri(self) -> str:
@@ -469,7 +470,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         assert obligations is not None
         try:
             rows = source.run(
-                build_statistics_select(query, dataset, source.table(), plan)
+                self._statements.select(query, dataset, source.table(), plan)
             )
             exact = exact_vectors(query, dataset, groups, plan, rows)
             return release_statistics(

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import abc
+import shutil
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -44,19 +48,74 @@ class DataSource(abc.ABC):
         """Release connections."""
 
 
+@dataclass(frozen=True)
+class WorkingCopies:
+    """Where and with how much memory file datasets are copied into DuckDB."""
+
+    folder: Path
+    memory_mb: int = 512
+
+
 class DuckDbFileSource(DataSource):
-    """A CSV or Parquet file, queried in place by DuckDB with the declared types."""
+    """A CSV or Parquet file, queried by DuckDB with the declared types.
 
-    VIEW = "dataset"
+    With ``copies`` (and the source's ``working_copy`` on), the file is loaded into
+    a DuckDB database file of its own under ``copies.folder`` (mode 0600): queries
+    then read DuckDB's columnar storage instead of parsing the file again, and
+    DuckDB's memory stays under ``copies.memory_mb`` whatever the number of rows.
+    The copy is rebuilt when the file's size or modification time changes, and
+    deleted when the source closes. Without, a view reads the file at every query.
+    """
 
-    def __init__(self, dataset: DatasetSpec, source: FileSource) -> None:
+    TABLE = "dataset"
+
+    def __init__(
+        self,
+        dataset: DatasetSpec,
+        source: FileSource,
+        copies: WorkingCopies | None = None,
+    ) -> None:
         super().__init__(dataset)
         if not source.path.is_file():
             raise SourceError(f"dataset {dataset.id!r}: file not found: {source.path}")
-        self._con = duckdb.connect(":memory:")
+        self._source = source
         self._lock = threading.Lock()
+        self._copy: Path | None = None
+        if copies is not None and source.working_copy:
+            copies.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._copy = copies.folder / f"{dataset.id}.duckdb"
+            _remove_copy(self._copy)
+            self._con = duckdb.connect(
+                str(self._copy),
+                config={
+                    "memory_limit": f"{copies.memory_mb}MB",
+                    "temp_directory": str(copies.folder / f"{dataset.id}.tmp"),
+                },
+            )
+            self._copy.chmod(0o600)
+        else:
+            self._con = duckdb.connect(":memory:")
+        self._stamp: tuple[int, int] | None = None
+        self._table = sa.table(self.TABLE, *(sa.column(n) for n in dataset.columns))
+        self._compiled: OrderedDict[int, tuple[sa.Select[Any], str, list[str]]] = (
+            OrderedDict()
+        )
+        try:
+            self._load()
+        except SourceError:
+            self.close()
+            raise
+
+    def _file_stamp(self) -> tuple[int, int]:
+        info = self._source.path.stat()
+        return info.st_mtime_ns, info.st_size
+
+    def _load(self) -> None:
+        """Create the view, or (re)build the working copy, and check every column."""
+        source, dataset = self._source, self.dataset
         names = list(dataset.columns)
         try:
+            stamp = self._file_stamp()
             if source.kind == "csv":
                 header = self._con.read_csv(
                     str(source.path), header=True, delimiter=source.delimiter
@@ -75,40 +134,88 @@ class DuckDbFileSource(DataSource):
                 f'CAST("{n}" AS {_DUCK_TYPES[c.type]}) AS "{n}"'
                 for n, c in dataset.columns.items()
             )
-            rel.project(casts).create_view(self.VIEW)
-            # Read every declared column once, so a type mismatch shows at start-up.
+            typed = rel.project(casts)
+            if self._copy is None:
+                typed.create_view(self.TABLE)
+            else:
+                typed.create_view("accord_file")
+                self._con.execute(
+                    f'CREATE OR REPLACE TABLE "{self.TABLE}" AS '
+                    "SELECT * FROM accord_file"
+                )
+                self._con.execute("DROP VIEW accord_file")
+                self._con.execute("CHECKPOINT")
+            # Read every declared column once, so a type mismatch shows now.
             checks = ", ".join(f'count("{n}")' for n in names)
-            self._con.execute(f'SELECT {checks} FROM "{self.VIEW}"').fetchall()
-        except duckdb.Error as exc:
-            self._con.close()
+            self._con.execute(f'SELECT {checks} FROM "{self.TABLE}"').fetchall()
+        except (duckdb.Error, OSError) as exc:
             raise SourceError(
                 f"dataset {dataset.id!r}: {source.path} does not match the declared "
                 f"columns: {type(exc).__name__}"
             ) from None
-        except SourceError:
-            self._con.close()
-            raise
+        self._stamp = stamp
+
+    def _fresh(self) -> None:
+        """Rebuild the working copy if the file changed since it was made."""
+        if self._copy is None:
+            return
+        try:
+            changed = self._file_stamp() != self._stamp
+        except OSError:
+            changed = True
+        if changed:
+            with self._lock:
+                if self._file_stamp() != self._stamp:
+                    self._load()
 
     def table(self) -> TableClause:
-        """Return the DuckDB view over the file."""
-        return sa.table(self.VIEW, *(sa.column(n) for n in self.dataset.columns))
+        """Return the working copy (or the view over the file)."""
+        return self._table
 
-    def run(self, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:
-        """Run the statement with positional bound parameters."""
+    def _compile(self, statement: sa.Select[Any]) -> tuple[str, list[Any]]:
+        """Return the SQL text and positional parameters, compiled once per statement.
+
+        Statements are immutable; the last 256 compiled are kept.
+        """
+        with self._lock:
+            found = self._compiled.get(id(statement))
+            if found is not None and found[0] is statement:
+                self._compiled.move_to_end(id(statement))
+                return found[1], list(found[2])
         compiled = statement.compile(
             dialect=sqlite.dialect(paramstyle="qmark"),
             compile_kwargs={"render_postcompile": True},
         )
         params = [compiled.params[name] for name in compiled.positiontup or ()]
-        cursor = self._con.cursor()
+        with self._lock:
+            self._compiled[id(statement)] = (statement, str(compiled), params)
+            while len(self._compiled) > 256:
+                self._compiled.popitem(last=False)
+        return str(compiled), params
+
+    def run(self, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:
+        """Run the statement with positional bound parameters."""
+        self._fresh()
+        sql, params = self._compile(statement)
+        with self._lock:  # the connection itself is not for concurrent use
+            cursor = self._con.cursor()
         try:
-            return [tuple(r) for r in cursor.execute(str(compiled), params).fetchall()]
+            return [tuple(r) for r in cursor.execute(sql, params).fetchall()]
         finally:
             cursor.close()
 
     def close(self) -> None:
-        """Close the DuckDB connection."""
+        """Close DuckDB and delete the working copy."""
         self._con.close()
+        if self._copy is not None:
+            _remove_copy(self._copy)
+
+
+def _remove_copy(path: Path) -> None:
+    """Delete a working copy, its write-ahead log and its spill folder."""
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    shutil.rmtree(path.with_suffix(".tmp"), ignore_errors=True)
 
 
 class SqlAlchemySource(DataSource):
@@ -172,8 +279,13 @@ def _require(
         )
 
 
-def open_source(dataset: DatasetSpec) -> DataSource:
+def open_source(
+    dataset: DatasetSpec, copies: WorkingCopies | None = None
+) -> DataSource:
     """Open the source declared for ``dataset``.
+
+    File datasets get a DuckDB working copy under ``copies`` (if given and not
+    turned off for the dataset); without, they are read in place.
 
     Raises
     ------
@@ -181,7 +293,7 @@ def open_source(dataset: DatasetSpec) -> DataSource:
         If it cannot be opened or lacks a declared column.
     """
     if isinstance(dataset.source, FileSource):
-        return DuckDbFileSource(dataset, dataset.source)
+        return DuckDbFileSource(dataset, dataset.source, copies)
     return SqlAlchemySource(dataset, dataset.source)
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,43 +142,99 @@ def _bin_index(
 def build_statistics_select(
     query: Query, dataset: DatasetSpec, table: TableClause, plan: privacy.ReleasePlan
 ) -> sa.Select[Any]:
-    """One ``SELECT`` computing every planned vector per group, exactly, as integers."""
+    """One ``SELECT`` computing every planned vector per group, exactly, as integers.
+
+    An inner select filters the rows and derives, once per row, each group key,
+    each clamped fixed-point value and each public bin index; the outer select
+    only counts and sums those integers per group.
+    """
     cols = table.c
     keys: list[sa.ColumnElement[Any]] = [cols[name] for name in query.group_by]
     keys += [_bin_index(cols[b.column], b.edges, clamp=False) for b in query.binned]
-    outputs: list[sa.ColumnElement[Any]] = [
+    derived: list[sa.ColumnElement[Any]] = [
         k.label(f"g{i}") for i, k in enumerate(keys)
     ]
     for i, vector in enumerate(plan.vectors):
         col = cols[vector.column] if vector.column else None
-        if vector.kind == "count":
-            outputs.append(sa.func.count().label(f"v{i}_0"))
-        elif vector.kind in ("sum", "sum_of_squares"):
+        if vector.kind in ("sum", "sum_of_squares"):
             assert col is not None and vector.encoding is not None
             value = _encoded(col, vector.encoding)
             if vector.kind == "sum_of_squares":
                 value = value * value
-            outputs.append(sa.func.sum(value).label(f"v{i}_0"))
-        else:
+            derived.append(value.label(f"x{i}"))
+        elif vector.kind != "count":
             assert col is not None and vector.edges is not None
-            edges = vector.edges
-            bin_of = _bin_index(col, edges, clamp=True)
-            for j in range(len(edges) - 1):
-                outputs.append(
-                    sa.func.sum(sa.case((bin_of == j, 1), else_=0)).label(f"v{i}_{j}")
-                )
+            derived.append(_bin_index(col, vector.edges, clamp=True).label(f"x{i}"))
     conditions = [condition(cols[f.column], f) for f in query.filters]
     for name in query.group_by:
         conditions.append(cols[name].in_(list(group_domain(dataset.columns[name]))))
     for b in query.binned:
         conditions.append(cols[b.column].between(b.edges[0], b.edges[-1]))
-    stmt = sa.select(*outputs).select_from(table)
+    rows = sa.select(*derived) if derived else sa.select(sa.literal(1).label("x"))
+    rows = rows.select_from(table)
     if conditions:
-        stmt = stmt.where(sa.and_(*conditions))
+        rows = rows.where(sa.and_(*conditions))
+    inner = rows.subquery("r")
+    outputs: list[sa.ColumnElement[Any]] = [inner.c[f"g{i}"] for i in range(len(keys))]
+    for i, vector in enumerate(plan.vectors):
+        if vector.kind == "count":
+            outputs.append(sa.func.count().label(f"v{i}_0"))
+        elif vector.kind in ("sum", "sum_of_squares"):
+            outputs.append(sa.func.sum(inner.c[f"x{i}"]).label(f"v{i}_0"))
+        else:
+            assert vector.edges is not None
+            index = inner.c[f"x{i}"]
+            for j in range(len(vector.edges) - 1):
+                outputs.append(
+                    sa.func.sum(sa.case((index == j, 1), else_=0)).label(f"v{i}_{j}")
+                )
+    stmt = sa.select(*outputs).select_from(inner)
     if keys:
-        # By output name: a CASE with bound edges is not textually repeatable.
-        stmt = stmt.group_by(*(sa.literal_column(f"g{i}") for i in range(len(keys))))
+        stmt = stmt.group_by(*(inner.c[f"g{i}"] for i in range(len(keys))))
     return stmt
+
+
+class StatementCache:
+    """Statistics ``SELECT`` statements recently built, by all that shapes them.
+
+    A key holds the dataset, the table, the group-by, bins, filters (with their
+    values) and the planned vectors (with their encodings): equal keys build equal
+    statements, so a repeated query -- a dashboard's, say -- reuses its statement,
+    and the source its compiled SQL.
+    """
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._items: OrderedDict[Hashable, sa.Select[Any]] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def select(
+        self,
+        query: Query,
+        dataset: DatasetSpec,
+        table: TableClause,
+        plan: privacy.ReleasePlan,
+    ) -> sa.Select[Any]:
+        """Return the statement of :func:`build_statistics_select`, built at most once."""
+        key = (
+            dataset.id,
+            id(table),
+            query.group_by,
+            query.binned,
+            query.filters,
+            tuple((v.kind, v.column, v.edges, v.encoding) for v in plan.vectors),
+        )
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        stmt = build_statistics_select(query, dataset, table, plan)
+        with self._lock:
+            self._items[key] = stmt
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+        return stmt
 
 
 def exact_vectors(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,7 +163,13 @@ def peer_identity(
     pems = [values] if isinstance(values, bytes) else list(values)
     if not pems:
         return None
+    return _identity_or_none(bytes(pems[0]))
+
+
+@functools.lru_cache(maxsize=1024)
+def _identity_or_none(pem: bytes) -> Identity | None:
+    """Parse a peer certificate once: callers present the same one on every call."""
     try:
-        return identity_from_pem(pems[0])
+        return identity_from_pem(pem)
     except InvalidIdentity:
         return None

@@ -18,8 +18,9 @@ from demo._provision import _write_data
 from node import privacy
 from node._config import DatasetSpec
 from node._query import Access, Aggregation, Filter, Query
-from node._sources import SourceError, open_source
+from node._sources import SourceError, WorkingCopies, open_source
 from node._statistics import (
+    StatementCache,
     build_statistics_select,
     encodings,
     exact_vectors,
@@ -94,9 +95,9 @@ def pg_table(postgres_url: str) -> Iterator[str]:
     engine.dispose()
 
 
-def results(spec: DatasetSpec) -> list[Any]:
+def results(spec: DatasetSpec, copies: WorkingCopies | None = None) -> list[Any]:
     """Exact integer statistics of every query, as the node computes them."""
-    source = open_source(spec)
+    source = open_source(spec, copies)
     try:
         out = []
         for query in QUERIES:
@@ -119,16 +120,19 @@ def results(spec: DatasetSpec) -> list[Any]:
 
 def test_file_and_sqlite_sources_agree(tmp_path: Path) -> None:
     answers = []
+    copies = WorkingCopies(tmp_path / "work", memory_mb=64)
     for kind in ("csv", "parquet", "sqlite"):
         source = _write_data(tmp_path / kind / "data", TABLE, kind)  # type: ignore[arg-type]
         if "path" in source:
             source["path"] = str(tmp_path / kind / source["path"])
+            answers.append(results(spec_for(source), copies))  # a working copy
         else:
             source["url"] = (
                 f"sqlite:///{tmp_path / kind / source['url'].removeprefix('sqlite:///')}"
             )
-        answers.append(results(spec_for(source)))
-    assert answers[0] == answers[1] == answers[2]
+        answers.append(results(spec_for(source)))  # files read in place
+    assert all(answer == answers[0] for answer in answers)
+    assert len(answers) == 5
     keys, vectors = answers[0][0]
     counts = dict(zip(keys, vectors["count"], strict=True))
     offences = TABLE.column("offence").to_pylist()
@@ -226,3 +230,113 @@ def test_a_missing_table_is_named(tmp_path: Path) -> None:
     sa.create_engine(url).dispose()
     with pytest.raises(SourceError, match="table 'incidents' not found"):
         open_source(spec_for({"kind": "sql", "url": url, "table": "incidents"}))
+
+
+def _count(source: Any, spec: DatasetSpec) -> int:
+    query = QUERIES[0]
+    groups = layout(query, spec)
+    plan = privacy.plan_release(
+        requested(query),
+        groups=len(groups.keys),
+        max_rows_per_person=1,
+        columns=encodings(query, spec, {}),
+        rho=1.0,
+    )
+    rows = source.run(build_statistics_select(query, spec, source.table(), plan))
+    return sum(exact_vectors(query, spec, groups, plan, rows)["count"])
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_working_copy_follows_its_file_and_is_deleted_on_close(
+    tmp_path: Path, kind: str
+) -> None:
+    source = _write_data(tmp_path / "data", TABLE, kind)  # type: ignore[arg-type]
+    source["path"] = str(tmp_path / source["path"])
+    spec = spec_for(source)
+    work = tmp_path / "work"
+    opened = open_source(spec, WorkingCopies(work, memory_mb=64))
+    try:
+        copy = work / "incidents.duckdb"
+        assert copy.is_file()
+        assert copy.stat().st_mode & 0o777 == 0o600
+        assert _count(opened, spec) == TABLE.num_rows
+        # The agency replaces its file: the next query sees the new rows.
+        _write_data(tmp_path / "data", TABLE.slice(0, 123), kind)  # type: ignore[arg-type]
+        assert _count(opened, spec) == 123
+    finally:
+        opened.close()
+    assert not copy.exists()
+    assert list(work.iterdir()) == []
+
+
+def test_a_working_copy_is_off_when_the_dataset_says_so(tmp_path: Path) -> None:
+    source: dict[str, Any] = _write_data(tmp_path / "data", TABLE, "parquet")
+    source["path"] = str(tmp_path / source["path"])
+    source["working_copy"] = False
+    spec = spec_for(source)
+    opened = open_source(spec, WorkingCopies(tmp_path / "work"))
+    try:
+        assert not (tmp_path / "work").exists()
+        assert _count(opened, spec) == TABLE.num_rows
+    finally:
+        opened.close()
+
+
+def test_a_file_replaced_by_a_broken_one_fails_queries_until_mended(
+    tmp_path: Path,
+) -> None:
+    source = _write_data(tmp_path / "data", TABLE, "csv")
+    source["path"] = str(tmp_path / source["path"])
+    spec = spec_for(source)
+    opened = open_source(spec, WorkingCopies(tmp_path / "work", memory_mb=64))
+    try:
+        _write_data(tmp_path / "data", TABLE.drop_columns(["suspects"]), "csv")
+        with pytest.raises(SourceError, match="suspects"):
+            _count(opened, spec)
+        _write_data(tmp_path / "data", TABLE.slice(0, 50), "csv")
+        assert _count(opened, spec) == 50
+    finally:
+        opened.close()
+
+
+def test_equal_queries_share_one_statement_and_other_values_do_not(
+    tmp_path: Path,
+) -> None:
+    source = _write_data(tmp_path / "data", TABLE, "parquet")
+    source["path"] = str(tmp_path / source["path"])
+    spec = spec_for(source)
+    opened = open_source(spec, WorkingCopies(tmp_path / "work", memory_mb=64))
+    cache = StatementCache(capacity=2)
+
+    def count_where(month: str) -> tuple[Any, int]:
+        query = Query(
+            "q",
+            "incidents",
+            (Aggregation("count", None),),
+            (Filter("month", "=", (month,)),),
+            (),
+            Access(),
+        )
+        groups = layout(query, spec)
+        plan = privacy.plan_release(
+            requested(query),
+            groups=1,
+            max_rows_per_person=1,
+            columns=encodings(query, spec, {}),
+            rho=1.0,
+        )
+        stmt = cache.select(query, spec, opened.table(), plan)
+        rows = opened.run(stmt)
+        return stmt, exact_vectors(query, spec, groups, plan, rows)["count"][0]
+
+    months = TABLE.column("month").to_pylist()
+    try:
+        first, march = count_where("2025-03")
+        again, march_again = count_where("2025-03")
+        other, april = count_where("2025-04")
+        assert again is first and march_again == march == months.count("2025-03") > 0
+        assert other is not first and april == months.count("2025-04")
+        count_where("2025-05")  # capacity 2: March is forgotten
+        assert count_where("2025-03")[0] is not first
+    finally:
+        opened.close()

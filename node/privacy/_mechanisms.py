@@ -39,8 +39,13 @@ def _check_sensitivity(name: str, value: int) -> int:
     return check_int(name, value, 1, INT64_MAX)
 
 
+@functools.lru_cache(maxsize=1024)
 def opendp_measurement(noise: Noise) -> Any:
     """Return the OpenDP measurement that adds ``noise`` to an int64 vector.
+
+    Cached per mechanism and scale: building one costs more than sampling from it,
+    and a measurement holds no state between invocations (each draws fresh
+    randomness from OpenSSL).
 
     Parameters
     ----------
