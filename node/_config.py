@@ -50,7 +50,7 @@ class NodeSection(_Strict):
         description="Where the node keeps DuckDB working copies of its file datasets",
     )
     file_memory_mb: int = Field(
-        default=512,
+        default=128,
         ge=64,
         le=1_048_576,
         description="Most memory DuckDB may hold for file datasets, in MiB",

@@ -53,7 +53,7 @@ class WorkingCopies:
     """Where and with how much memory file datasets are copied into DuckDB."""
 
     folder: Path
-    memory_mb: int = 512
+    memory_mb: int = 128
 
 
 class DuckDbFileSource(DataSource):

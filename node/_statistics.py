@@ -146,7 +146,8 @@ def build_statistics_select(
 
     An inner select filters the rows and derives, once per row, each group key,
     each clamped fixed-point value and each public bin index; the outer select
-    only counts and sums those integers per group.
+    only counts and sums those integers per group, and keeps the groups of the
+    declared domains (``HAVING``: once per group, not per row).
     """
     cols = table.c
     keys: list[sa.ColumnElement[Any]] = [cols[name] for name in query.group_by]
@@ -166,8 +167,6 @@ def build_statistics_select(
             assert col is not None and vector.edges is not None
             derived.append(_bin_index(col, vector.edges, clamp=True).label(f"x{i}"))
     conditions = [condition(cols[f.column], f) for f in query.filters]
-    for name in query.group_by:
-        conditions.append(cols[name].in_(list(group_domain(dataset.columns[name]))))
     for b in query.binned:
         conditions.append(cols[b.column].between(b.edges[0], b.edges[-1]))
     rows = sa.select(*derived) if derived else sa.select(sa.literal(1).label("x"))
@@ -191,6 +190,17 @@ def build_statistics_select(
     stmt = sa.select(*outputs).select_from(inner)
     if keys:
         stmt = stmt.group_by(*(inner.c[f"g{i}"] for i in range(len(keys))))
+    if query.group_by:
+        # Only groups of the declared domains leave the source; checked once per
+        # group rather than once per row.
+        stmt = stmt.having(
+            sa.and_(
+                *(
+                    inner.c[f"g{i}"].in_(list(group_domain(dataset.columns[name])))
+                    for i, name in enumerate(query.group_by)
+                )
+            )
+        )
     return stmt
 
 

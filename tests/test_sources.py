@@ -340,3 +340,47 @@ def test_equal_queries_share_one_statement_and_other_values_do_not(
         assert count_where("2025-03")[0] is not first
     finally:
         opened.close()
+
+
+@pytest.mark.parametrize("kind", ["parquet", "sqlite"])
+def test_rows_outside_the_declared_domain_never_form_a_group(
+    tmp_path: Path, kind: str
+) -> None:
+    """Unknown and missing group values are dropped, not released or merged."""
+    regions = TABLE.column("region").to_pylist()
+    odd = [
+        "atlantis" if i % 7 == 0 else None if i % 11 == 0 else r
+        for i, r in enumerate(regions)
+    ]
+    table = TABLE.set_column(
+        TABLE.schema.get_field_index("region"), "region", pa.array(odd, pa.string())
+    )
+    source: dict[str, Any] = _write_data(tmp_path / "data", table, kind)  # type: ignore[arg-type]
+    if "path" in source:
+        source["path"] = str(tmp_path / source["path"])
+    else:
+        source["url"] = (
+            f"sqlite:///{tmp_path / source['url'].removeprefix('sqlite:///')}"
+        )
+    spec = spec_for(source)
+    query = Query(
+        "q", "incidents", (Aggregation("count", None),), (), ("region",), Access()
+    )
+    groups = layout(query, spec)
+    plan = privacy.plan_release(
+        requested(query),
+        groups=len(groups.keys),
+        max_rows_per_person=1,
+        columns=encodings(query, spec, {}),
+        rho=1.0,
+    )
+    opened = open_source(spec, WorkingCopies(tmp_path / "work", memory_mb=64))
+    try:
+        rows = opened.run(build_statistics_select(query, spec, opened.table(), plan))
+    finally:
+        opened.close()
+    assert {row[0] for row in rows} <= set(SCHEMA["region"]["categories"])  # type: ignore[index]
+    counts = exact_vectors(query, spec, groups, plan, rows)["count"]
+    expected = [odd.count(key[0]) for key in groups.keys]
+    assert counts == expected
+    assert sum(counts) == len(odd) - odd.count("atlantis") - odd.count(None)
