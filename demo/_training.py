@@ -1,7 +1,9 @@
 """The demo's training job: logistic regression across the three agencies.
 
 Each node clips and noises its own update and masks it for secure aggregation, so
-the hub learns only the noisy sum; every round is a decision in each node's log.
+the hub learns only the noisy sum; each node's evaluation sums (loss, correct
+predictions, examples) are noised and masked the same way, so the hub learns only
+the federation's loss and accuracy. Every message is a decision in each node's log.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ ROUNDS = 3
 
 
 def training_permission(agency: str, assignee: str, digest: str) -> dict[str, Any]:
-    """Return a policy permission for the demo's job: node-enforced DP."""
+    """Return a policy permission for the demo's job: node-enforced DP, masked.
+
+    Every message -- train and evaluate -- must be securely aggregated: the hub
+    sees only sums of updates and of evaluation metrics.
+    """
     return {
         "uid": f"{agency[-1]}-train",
         "description": "Logistic regression on declared columns, noised and masked",
@@ -37,6 +43,7 @@ def training_permission(agency: str, assignee: str, digest: str) -> dict[str, An
         "max_rho": 0.125,
         "min_participants": 3,
         "max_rounds": 20,
+        "secure_aggregation_required": True,
     }
 
 

@@ -19,13 +19,22 @@ model plus the weighted mean update, with weight ``sum(w) / k``. A weighted mean
 ``k`` identical replies is that reply, so FedAvg, FedProx and the FedOpt family
 aggregate exactly what secure aggregation releases; per-node updates do not exist
 (robust aggregators such as FedMedian or Krum have nothing to work on).
+
+A batch of evaluate messages runs the same way: each node masks its noisy sums
+``[loss-sum, num-examples, correct]`` (``correct`` for classifiers), and the grid
+answers every contributor with one reply holding the federation's ``loss`` and
+``accuracy`` (totals over the total count) and ``num-examples`` of ``count / k``,
+so the strategy's example-weighted mean is the federation-wide value and no
+per-node metric reaches the coordinator. A node that drops out before its masked
+input arrives is left out of the total (its reply is an error); one whose masked
+input arrived is in it, as in a train round.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -83,9 +92,10 @@ class GridJob:
     noise_multiplier, clipping_norm : float
         The DP asked of every node (0: the node's default).
     secure_aggregation : bool
-        Whether train updates are summed by secure aggregation.
+        Whether train updates and evaluation sums are summed by secure aggregation.
     max_weight : int
-        The largest weight (examples) of one node's update under secure aggregation.
+        The largest weight (examples) of one node's update, or count of its
+        evaluation sums, under secure aggregation.
     min_participants : int
         The fewest nodes a secure sum may hold.
     """
@@ -146,6 +156,24 @@ class _Pending:
     message_id: str
 
 
+#: Each example's loss is clipped to this at the nodes (``node.training.LOSS_BOUND``):
+#: the bound of evaluation sums per example, and of the released mean loss.
+EXAMPLE_LOSS_BOUND = 10.0
+
+#: Words of a node's masked evaluation sums: loss-sum, num-examples (+ correct).
+_METRIC_LENGTHS = (2, 3)
+
+
+def _fixed_point(participants: int, bound: float, max_weight: int) -> pb.UpdateEncoding:
+    """Return the largest power-of-two scale for ``participants`` values ``<= bound``.
+
+    One bit of the 64-bit modulus is kept to spare beside the sign.
+    """
+    budget = 64 - 1 - (participants - 1).bit_length() - 1
+    scale = 2.0 ** (budget - math.ceil(math.log2(bound)))
+    return pb.UpdateEncoding(scale=scale, bound=bound, max_weight=max_weight)
+
+
 def update_encoding(
     participants: int, *, max_weight: int, clipping_norm: float, noise_multiplier: float
 ) -> pb.UpdateEncoding:
@@ -158,9 +186,21 @@ def update_encoding(
     """
     clip = clipping_norm if clipping_norm > 0 else 1.0
     bound = max_weight * clip * (1.0 + 6.0 * noise_multiplier)
-    budget = 64 - 1 - (participants - 1).bit_length() - 1
-    scale = 2.0 ** (budget - math.ceil(math.log2(bound)))
-    return pb.UpdateEncoding(scale=scale, bound=bound, max_weight=max_weight)
+    return _fixed_point(participants, bound, max_weight)
+
+
+def metrics_encoding(
+    participants: int, *, max_weight: int, noise_multiplier: float
+) -> pb.UpdateEncoding:
+    """Choose the fixed-point encoding of evaluation sums for a secure sum.
+
+    A node's count is at most ``max_weight`` (the node scales its sums down to
+    it) and its loss sum at most `EXAMPLE_LOSS_BOUND` times that; values are
+    bounded by ``max_weight * EXAMPLE_LOSS_BOUND * (1 + 6 z)`` to leave room for
+    the noise (larger values saturate), at the scale of `update_encoding`.
+    """
+    bound = max_weight * EXAMPLE_LOSS_BOUND * (1.0 + 6.0 * noise_multiplier)
+    return _fixed_point(participants, bound, max_weight)
 
 
 def _category(message_type: str) -> str:
@@ -229,7 +269,7 @@ class AccordGrid(fl.RunGrid):
         """Send every message concurrently; return their ids for `pull_messages`."""
         batch = list(messages)
         ids: list[str] = []
-        secure: list[tuple[str, fl.Message]] = []
+        secure: dict[str, list[tuple[str, fl.Message]]] = {}
         counts: dict[str, int] = {}
         for message in batch:
             category = _category(message.metadata.message_type)
@@ -238,14 +278,14 @@ class AccordGrid(fl.RunGrid):
             message_id = fl.stamp_pushed(message, self._run.run_id)
             ids.append(message_id)
             category = _category(message.metadata.message_type)
-            if self.job.secure_aggregation and category == "train":
-                secure.append((message_id, message))
+            if self.job.secure_aggregation and category in ("train", "evaluate"):
+                secure.setdefault(category, []).append((message_id, message))
                 continue
             future = self._pool.submit(self._deliver_one, message, counts[category])
             with self._lock:
                 self._pending[message_id] = _Pending(future, message_id)
-        if secure:
-            self._push_secure(secure)
+        for group in secure.values():
+            self._push_secure(group)
         return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[fl.Message]:
@@ -451,8 +491,13 @@ class AccordGrid(fl.RunGrid):
         self._pool.submit(run)
 
     def _secure_round(self, batch: list[fl.Message]) -> dict[str, fl.Message]:
-        """Run one train round under secure aggregation; return a reply per message."""
+        """Run one train or evaluate round under secure aggregation.
+
+        Returns a reply per message: the same aggregate reply for every
+        contributor, an error for every node left out.
+        """
         round_ = self._round_of(batch[0])
+        category = _category(batch[0].metadata.message_type)
         replies: dict[str, fl.Message] = {}
         n = len(batch)
         if n < max(2, self.job.min_participants):
@@ -468,12 +513,19 @@ class AccordGrid(fl.RunGrid):
         session = SecureSumSession.new(
             n, min_participants=max(2, self.job.min_participants)
         )
-        encoding = update_encoding(
-            n,
-            max_weight=self.job.max_weight,
-            clipping_norm=self.job.clipping_norm,
-            noise_multiplier=self.job.noise_multiplier,
-        )
+        if category == "train":
+            encoding = update_encoding(
+                n,
+                max_weight=self.job.max_weight,
+                clipping_norm=self.job.clipping_norm,
+                noise_multiplier=self.job.noise_multiplier,
+            )
+        else:
+            encoding = metrics_encoding(
+                n,
+                max_weight=self.job.max_weight,
+                noise_multiplier=self.job.noise_multiplier,
+            )
         participant = {
             message.metadata.message_id: message.metadata.dst_node_id - FIRST_NODE_ID
             for message in batch
@@ -510,8 +562,17 @@ class AccordGrid(fl.RunGrid):
                 lengths.add(outcome.opening.vector_length)
             else:
                 replies[message.metadata.message_id] = outcome
-        global_arrays, key = _arrays_of(batch[0])
-        size = sum(a.size for a in global_arrays.values())
+        aggregate: Callable[[NDArray[np.float64], int], fl.RecordDict | None]
+        if category == "train":
+            global_arrays, key = _arrays_of(batch[0])
+            length = sum(a.size for a in global_arrays.values()) + 1
+
+            def aggregate(total: NDArray[np.float64], k: int) -> fl.RecordDict | None:
+                return _mean_update(total, global_arrays, key, k)
+
+        else:
+            length = next(iter(lengths)) if len(lengths) == 1 else 0
+            aggregate = _federation_metrics
         links = [
             self._links[m.metadata.dst_node_id].secure(
                 participant[m.metadata.message_id]
@@ -519,7 +580,9 @@ class AccordGrid(fl.RunGrid):
             for m in batch
         ]
         try:
-            if lengths != {size + 1}:
+            if lengths != {length} or (
+                category == "evaluate" and length not in _METRIC_LENGTHS
+            ):
                 raise SecureSumFailed(
                     "the nodes opened the session with vectors of another length",
                     stage="opening",
@@ -529,7 +592,7 @@ class AccordGrid(fl.RunGrid):
                 links,
                 openings,
                 session_id=session.session_id,
-                vector_length=size + 1,
+                vector_length=length,
                 threshold=session.threshold,
                 min_participants=session.min_participants,
                 deadline=self.deadline,
@@ -552,9 +615,9 @@ class AccordGrid(fl.RunGrid):
             round(encoding.bound * encoding.scale).bit_length(),
         )
         total = decoder(result.total)
-        weight = float(total[-1])
         contributors = set(result.contributors)
-        if weight <= 0 or not contributors:
+        content = aggregate(total, len(contributors)) if contributors else None
+        if content is None:
             for message in batch:
                 replies.setdefault(
                     message.metadata.message_id,
@@ -563,7 +626,6 @@ class AccordGrid(fl.RunGrid):
                     ),
                 )
             return replies
-        mean = _unflatten(total[:-1] / weight, global_arrays)
         for message in batch:
             message_id = message.metadata.message_id
             pid = participant[message_id]
@@ -575,29 +637,75 @@ class AccordGrid(fl.RunGrid):
                     message, round_, "ABORTED", why, receipts.get(pid)
                 )
                 continue
-            content = fl.RecordDict(
-                {
-                    key: fl.ArrayRecord(
-                        {name: fl.Array(array) for name, array in mean.items()}
-                    ),
-                    "metrics": fl.MetricRecord(
-                        {"num-examples": weight / len(contributors)}
-                    ),
-                }
-            )
-            reply = fl.Message(content, reply_to=message)
+            reply = fl.Message(_copy(content), reply_to=message)
             fl.stamp_reply(reply)
             replies[message_id] = reply
             self._record(
                 Delivery(
                     round_,
                     self.label(message.metadata.dst_node_id),
-                    "train",
+                    category,
                     "ok",
                     receipt=receipts.get(pid),
                 )
             )
         return replies
+
+
+def _mean_update(
+    total: NDArray[np.float64],
+    global_arrays: dict[str, NDArray[Any]],
+    key: str,
+    contributors: int,
+) -> fl.RecordDict | None:
+    """Return the train reply of a secure sum ``[sum(w * delta), sum(w)]``.
+
+    The global model plus the weighted mean update, with ``num-examples`` of
+    ``sum(w) / contributors``; None for an empty sum.
+    """
+    weight = float(total[-1])
+    if weight <= 0:
+        return None
+    mean = _unflatten(total[:-1] / weight, global_arrays)
+    return fl.RecordDict(
+        {
+            key: fl.ArrayRecord(
+                {name: fl.Array(array) for name, array in mean.items()}
+            ),
+            "metrics": fl.MetricRecord({"num-examples": weight / contributors}),
+        }
+    )
+
+
+def _federation_metrics(total: NDArray[np.float64], contributors: int) -> fl.RecordDict:
+    """Return the evaluate reply of a secure sum ``[loss-sum, count(, correct)]``.
+
+    The federation's mean ``loss`` (and ``accuracy``) over its total count (at
+    least 1, as a node does with its own noisy count), and ``num-examples`` of
+    ``count / contributors``: the strategy's weighted mean of the identical
+    replies is the federation-wide value.
+    """
+    count = max(1.0, float(total[1]))
+    metrics: dict[str, int | float | list[int] | list[float]] = {
+        "num-examples": count / contributors,
+        "loss": float(np.clip(total[0] / count, 0.0, EXAMPLE_LOSS_BOUND)),
+    }
+    if len(total) > 2:
+        metrics["accuracy"] = float(np.clip(total[2] / count, 0.0, 1.0))
+    return fl.RecordDict({"metrics": fl.MetricRecord(metrics)})
+
+
+def _copy(content: fl.RecordDict) -> fl.RecordDict:
+    """Return a reply's own copy of ``content`` (replies must not share records)."""
+    out = fl.RecordDict()
+    for name, record in content.items():
+        if isinstance(record, fl.ArrayRecord):
+            out[name] = fl.ArrayRecord(dict(record.items()))
+        elif isinstance(record, fl.MetricRecord):
+            out[name] = fl.MetricRecord(dict(record.items()))
+        else:
+            raise TypeError(f"unexpected record {type(record).__name__}")
+    return out
 
 
 def _arrays_of(message: fl.Message) -> tuple[dict[str, NDArray[Any]], str]:

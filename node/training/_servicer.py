@@ -6,8 +6,9 @@ loss and makes the decision durable (``Gate.admit``); reads only the allowed
 columns through the dataset's source; runs its *installed* ``ClientApp``; then,
 whatever the coordinator asked, clips and noises the update (or noises the
 evaluation sums) and, under secure aggregation, opens a masking session so the
-update leaves only masked. What the app returned never leaves as is: the node
-rebuilds the reply from the privatized values.
+update -- or the evaluation sums ``[loss-sum, num-examples, correct]`` -- leaves
+only masked. What the app returned never leaves as is: the node rebuilds the reply
+from the privatized values.
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ from node._errors import (
     rpc_errors,
 )
 from node._gate import Admission, Gate, Ticket, requester_of
-from node._secure_sessions import SecureSessions, opening_to_proto
+from node._secure_sessions import SecureSessions, SessionOpening, opening_to_proto
 from node._sources import DataSource
 from node.training._apps import AppRegistry, TrainingApp, builtin_apps
 from node.training._clientapp import LOSS_BOUND, LocalData
 from node.training._data import LocalDataCache
 from node.training._errors import AppNotInstalled, TrainingFailed
 from node.training._features import FeatureLayout, LayoutError, feature_layout
-from node.training._job import JobContext, job_from_proto
+from node.training._job import Encoding, JobContext, job_from_proto
 from node.training._privacy import (
     noise_of_rho,
     privatize_sums,
@@ -427,13 +428,14 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
         out = app.client_app(data)(message, context)
         if out.has_error():
             raise RuntimeError(f"the app replied with error {out.error.code}")
-        opening = None
         if category == "train":
             content, opening = self._train_reply(
                 requester, job, decision, applied, data, message, out
             )
         else:
-            content = self._evaluate_reply(decision, applied, app, out)
+            content, opening = self._evaluate_reply(
+                requester, job, decision, applied, app, out
+            )
         reply = fl.Message(content, reply_to=message)
         response = pb.DeliverMessageResponse(
             message=fl.message_to_bytes(reply),
@@ -452,7 +454,7 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
         data: LocalData,
         message: Any,
         out: Any,
-    ) -> tuple[Any, Any]:
+    ) -> tuple[Any, SessionOpening | None]:
         from node.training import _flower as fl
 
         key, sent = next(iter(message.content.array_records.items()))
@@ -486,34 +488,53 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
                 }
             )
             return content, None
-        encoding = job.encoding
-        if encoding is None:  # pragma: no cover - job_from_proto sets both
-            raise InvalidQuery("job.encoding", "required with secure aggregation")
-        weight = min(weight, encoding.max_weight)
+        weight = min(weight, _encoding(job).max_weight)
         vector = np.concatenate([weight * update.delta, [float(weight)]])
+        return fl.RecordDict(), self._mask(requester, job, decision, vector)
+
+    def _mask(
+        self,
+        requester: policies.Requester,
+        job: JobContext,
+        decision: policies.Decision,
+        vector: NDArray[np.float64],
+    ) -> SessionOpening:
+        """Encode ``vector`` in fixed point and open its secure-aggregation session."""
+        secure = job.secure_aggregation
+        if secure is None:  # pragma: no cover - callers check
+            raise InvalidQuery("job.secure_aggregation", "required to mask")
+        encoding = _encoding(job)
         encoded, _ = secagg.encode_floats(
             vector,
             scale=encoding.scale,
             clip=encoding.bound,
-            participants=job.secure_aggregation.participants,
+            participants=secure.participants,
         )
         obligations = decision.obligations
         least = (obligations.min_participants if obligations else None) or 2
-        opening = self._sessions.open(
-            requester.uri,
-            job.secure_aggregation,
-            encoded,
-            policy_min_participants=max(2, least),
+        return self._sessions.open(
+            requester.uri, secure, encoded, policy_min_participants=max(2, least)
         )
-        return fl.RecordDict(), opening
 
     def _evaluate_reply(
         self,
+        requester: policies.Requester,
+        job: JobContext,
         decision: policies.Decision,
         applied: _Applied,
         app: TrainingApp,
         out: Any,
-    ) -> Any:
+    ) -> tuple[Any, SessionOpening | None]:
+        """Noise the evaluation sums; release them as metrics, or masked.
+
+        Without secure aggregation the reply holds this node's noisy ``loss`` and
+        ``accuracy`` (sums over its noisy count) and ``num-examples``. Under
+        secure aggregation the noisy sums ``[loss-sum, num-examples, correct]``
+        (``correct`` for classifiers only) leave masked, like a train update, and
+        the reply holds nothing: the coordinator learns only the federation's
+        totals. A noisy count above the encoding's ``max_weight`` scales the
+        vector down to it (post-processing), as train weights are capped.
+        """
         from node.training import _flower as fl
 
         metrics = next(iter(out.content.metric_records.values()))
@@ -529,6 +550,11 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
             sensitivity=sensitivity,
             noise_multiplier=applied.noise_multiplier,
         )
+        if job.secure_aggregation is not None:
+            cap = float(_encoding(job).max_weight)
+            if noisy[1] > cap:
+                noisy = noisy * (cap / float(noisy[1]))
+            return fl.RecordDict(), self._mask(requester, job, decision, noisy)
         count = max(1.0, float(noisy[1]))
         released: dict[str, fl.MetricRecordValues] = {
             "num-examples": max(1, round(count)),
@@ -536,7 +562,7 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
         }
         if classifier:
             released["accuracy"] = float(np.clip(noisy[2] / count, 0.0, 1.0))
-        return fl.RecordDict({"metrics": fl.MetricRecord(released)})
+        return fl.RecordDict({"metrics": fl.MetricRecord(released)}), None
 
     def _receipt(
         self, admission: Admission, app: TrainingApp, applied: _Applied, category: str
@@ -560,6 +586,13 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
             clipping_norm=applied.clipping_norm if category == "train" else 0.0,
             app_digest=app.digest,
         )
+
+
+def _encoding(job: JobContext) -> Encoding:
+    """Return the job's fixed-point encoding (set with secure aggregation)."""
+    if job.encoding is None:  # pragma: no cover - job_from_proto sets both
+        raise InvalidQuery("job.encoding", "required with secure aggregation")
+    return job.encoding
 
 
 def _unflatten(
