@@ -57,6 +57,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -66,6 +67,7 @@ from unittest import mock
 
 import duckdb
 import grpc
+import tomli_w
 
 import coordinator
 import demo._incidents as incidents
@@ -177,6 +179,13 @@ def provision_parquet(
             policies={a: bench_policy(a) for a in agencies},
             rows=dict.fromkeys(agencies, rows),
         )
+
+
+def set_file_threads(node_config: Path, threads: int) -> None:
+    """Give a node ``threads`` DuckDB threads (``[node] file_threads``)."""
+    config = tomllib.loads(node_config.read_text())
+    config["node"]["file_threads"] = threads
+    node_config.write_text(tomli_w.dumps(config))
 
 
 def parquet_file(site_folder: Path) -> Path:
@@ -974,8 +983,17 @@ def parse_args() -> argparse.Namespace:
         default=5_000_000,
         help="rows of the node of its own whose peak RSS is measured (0: none)",
     )
+    parser.add_argument(
+        "--node-threads",
+        type=int,
+        default=0,
+        help="DuckDB threads of each fleet node (node.file_threads); default: the "
+        "machine's cores shared out among the nodes, at least 1",
+    )
     parser.add_argument("--keep", type=Path, help="provision here and keep the files")
     args = parser.parse_args()
+    if args.node_threads <= 0:
+        args.node_threads = max(1, (os.cpu_count() or 1) // args.nodes)
     if args.rows < 1 or args.small_rows < 1 or args.rss_rows < 0:
         parser.error("--rows and --small-rows must be positive, --rss-rows >= 0")
     if not [t for t in args.threads.split(",") if t.strip()]:
@@ -991,6 +1009,8 @@ def run(args: argparse.Namespace, root: Path) -> Report:
     agencies = agency_names(args.nodes)
     start = time.perf_counter()
     fed = provision_parquet(root, agencies, args.rows)
+    for fleet_site in fed.sites:
+        set_file_threads(fleet_site.node_config, args.node_threads)
     setup_s = time.perf_counter() - start
     files = [parquet_file(site.folder) for site in fed.sites]
     data_mb = sum(f.stat().st_size for f in files) / 1e6
@@ -1170,8 +1190,9 @@ def main() -> None:
     print(
         f"Accord federated queries: {args.nodes} nodes x {args.rows:,} rows (Parquet "
         f"in DuckDB working copies, mTLS, policy gate, decision log), "
-        f"{os.cpu_count()} CPUs; medians of {args.repeat} interleaved runs after a "
-        "warm-up",
+        f"{os.cpu_count()} CPUs, {args.node_threads} DuckDB thread(s) per fleet node "
+        f"(node.file_threads: the nodes share this machine's cores); medians of "
+        f"{args.repeat} interleaved runs after a warm-up",
         flush=True,
     )
     try:

@@ -56,6 +56,13 @@ class NodeSection(_Strict):
         description="Most memory DuckDB may hold for file datasets, in MiB",
     )
 
+    file_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="DuckDB threads per query on file datasets (default: one per core)",
+    )
+
     @field_validator("work_dir")
     @classmethod
     def _work_dir(cls, value: Path, info: ValidationInfo) -> Path:

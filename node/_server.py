@@ -257,7 +257,9 @@ def create_server(
         )
     identity, material = _identity(config, insecure, clock)
     sources: dict[str, DataSource] = {}
-    copies = WorkingCopies(config.node.work_dir, config.node.file_memory_mb)
+    copies = WorkingCopies(
+        config.node.work_dir, config.node.file_memory_mb, config.node.file_threads
+    )
     try:
         for spec in config.datasets:
             sources[spec.id] = open_source(spec, copies)

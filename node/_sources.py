@@ -50,10 +50,11 @@ class DataSource(abc.ABC):
 
 @dataclass(frozen=True)
 class WorkingCopies:
-    """Where and with how much memory file datasets are copied into DuckDB."""
+    """Where, with how much memory and how many threads DuckDB serves file datasets."""
 
     folder: Path
     memory_mb: int = 128
+    threads: int | None = None  # DuckDB's default: one per core
 
 
 class DuckDbFileSource(DataSource):
@@ -81,6 +82,9 @@ class DuckDbFileSource(DataSource):
         self._source = source
         self._lock = threading.Lock()
         self._copy: Path | None = None
+        threads: dict[str, str | bool | int | float | list[str]] = (
+            {"threads": copies.threads} if copies and copies.threads else {}
+        )
         if copies is not None and source.working_copy:
             copies.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._copy = copies.folder / f"{dataset.id}.duckdb"
@@ -90,11 +94,12 @@ class DuckDbFileSource(DataSource):
                 config={
                     "memory_limit": f"{copies.memory_mb}MB",
                     "temp_directory": str(copies.folder / f"{dataset.id}.tmp"),
+                    **threads,
                 },
             )
             self._copy.chmod(0o600)
         else:
-            self._con = duckdb.connect(":memory:")
+            self._con = duckdb.connect(":memory:", config=threads)
         self._stamp: tuple[int, int] | None = None
         self._table = sa.table(self.TABLE, *(sa.column(n) for n in dataset.columns))
         self._compiled: OrderedDict[int, tuple[sa.Select[Any], str, list[str]]] = (

@@ -139,6 +139,16 @@ def _bin_index(
     return sa.case(*whens, else_=len(edges) - 2)
 
 
+def split_histogram(plan: privacy.ReleasePlan) -> int | None:
+    """Return the index of the histogram whose bin joins the ``GROUP BY``, if any.
+
+    Grouping by one histogram's bin index, rather than summing one ``CASE`` per
+    bin, makes that histogram as cheap as a group-by column; the other vectors
+    are then summed per (group, bin) row and added up by :func:`exact_vectors`.
+    """
+    return next((i for i, v in enumerate(plan.vectors) if v.kind == "histogram"), None)
+
+
 def build_statistics_select(
     query: Query, dataset: DatasetSpec, table: TableClause, plan: privacy.ReleasePlan
 ) -> sa.Select[Any]:
@@ -146,8 +156,13 @@ def build_statistics_select(
 
     An inner select filters the rows and derives, once per row, each group key,
     each clamped fixed-point value and each public bin index; the outer select
-    only counts and sums those integers per group, and keeps the groups of the
-    declared domains (``HAVING``: once per group, not per row).
+    only counts and sums those integers per group (and per bin of the
+    :func:`split_histogram`), and keeps the groups of the declared domains
+    (``HAVING``: once per group, not per row).
+
+    Output columns: the group keys, then -- with a split histogram -- its bin index
+    and the row count, then one column per cell of every other vector (the count
+    is the row count when split).
     """
     cols = table.c
     keys: list[sa.ColumnElement[Any]] = [cols[name] for name in query.group_by]
@@ -174,8 +189,16 @@ def build_statistics_select(
     if conditions:
         rows = rows.where(sa.and_(*conditions))
     inner = rows.subquery("r")
-    outputs: list[sa.ColumnElement[Any]] = [inner.c[f"g{i}"] for i in range(len(keys))]
+    split = split_histogram(plan)
+    grouping = [inner.c[f"g{i}"] for i in range(len(keys))]
+    if split is not None:
+        grouping.append(inner.c[f"x{split}"])
+    outputs: list[sa.ColumnElement[Any]] = list(grouping)
+    if split is not None:
+        outputs.append(sa.func.count().label("n"))
     for i, vector in enumerate(plan.vectors):
+        if i == split or (vector.kind == "count" and split is not None):
+            continue
         if vector.kind == "count":
             outputs.append(sa.func.count().label(f"v{i}_0"))
         elif vector.kind in ("sum", "sum_of_squares"):
@@ -188,8 +211,8 @@ def build_statistics_select(
                     sa.func.sum(sa.case((index == j, 1), else_=0)).label(f"v{i}_{j}")
                 )
     stmt = sa.select(*outputs).select_from(inner)
-    if keys:
-        stmt = stmt.group_by(*(inner.c[f"g{i}"] for i in range(len(keys))))
+    if grouping:
+        stmt = stmt.group_by(*grouping)
     if query.group_by:
         # Only groups of the declared domains leave the source; checked once per
         # group rather than once per row.
@@ -261,6 +284,7 @@ def exact_vectors(
     labels = [b.labels() for b in query.binned]
     vectors = {v.name: [0] * v.length for v in plan.vectors}
     per_group = [v.length // len(groups.keys) for v in plan.vectors]
+    split = split_histogram(plan)
     for row in rows:
         parts: list[Scalar] = []
         for i, kind in enumerate(kinds):
@@ -271,10 +295,19 @@ def exact_vectors(
         if position is None:
             continue
         column = width
-        for v, cells in zip(plan.vectors, per_group, strict=True):
-            for c in range(cells):
-                vectors[v.name][position * cells + c] = int(row[column] or 0)
-                column += 1
+        if split is not None:
+            bin_of_rows, count = int(row[column]), int(row[column + 1])
+            column += 2
+        for v_index, (v, cells) in enumerate(zip(plan.vectors, per_group, strict=True)):
+            cells_of = vectors[v.name]
+            if split is not None and v_index == split:
+                cells_of[position * cells + bin_of_rows] += count
+            elif split is not None and v.kind == "count":
+                cells_of[position] += count
+            else:
+                for c in range(cells):
+                    cells_of[position * cells + c] += int(row[column] or 0)
+                    column += 1
     return vectors
 
 

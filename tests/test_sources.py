@@ -17,7 +17,7 @@ from demo import PROFILES, SCHEMA, generate
 from demo._provision import _write_data
 from node import privacy
 from node._config import DatasetSpec
-from node._query import Access, Aggregation, Filter, Query
+from node._query import Access, Aggregation, Binning, Filter, Query
 from node._sources import SourceError, WorkingCopies, open_source
 from node._statistics import (
     StatementCache,
@@ -384,3 +384,88 @@ def test_rows_outside_the_declared_domain_never_form_a_group(
     expected = [odd.count(key[0]) for key in groups.keys]
     assert counts == expected
     assert sum(counts) == len(odd) - odd.count("atlantis") - odd.count(None)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "sqlite"])
+def test_two_histograms_and_binned_groups_equal_a_direct_count(
+    tmp_path: Path, kind: str
+) -> None:
+    """One histogram joins the GROUP BY, the other is summed per bin: both exact."""
+    source: dict[str, Any] = _write_data(tmp_path / "data", TABLE, kind)  # type: ignore[arg-type]
+    if "path" in source:
+        source["path"] = str(tmp_path / source["path"])
+    else:
+        source["url"] = (
+            f"sqlite:///{tmp_path / source['url'].removeprefix('sqlite:///')}"
+        )
+    spec = spec_for(source)
+    damage_edges = (0.0, 500.0, 2500.0, 1_000_000.0)
+    severity_edges = (1.0, 2.0, 3.0, 5.0)
+    query = Query(
+        "q",
+        "incidents",
+        (
+            Aggregation("count", None),
+            Aggregation("histogram", "damage_eur", damage_edges),
+            Aggregation("sum", "suspects"),
+            Aggregation("histogram", "severity", severity_edges),
+        ),
+        (Filter("cross_border", "=", (False,)),),
+        ("region",),
+        Access(),
+        binned=(Binning("suspects", (0.0, 1.0, 20.0)),),
+    )
+    groups = layout(query, spec)
+    plan = privacy.plan_release(
+        requested(query),
+        groups=len(groups.keys),
+        max_rows_per_person=1,
+        columns=encodings(query, spec, {}),
+        rho=1.0,
+    )
+    opened = open_source(spec, WorkingCopies(tmp_path / "work", memory_mb=64))
+    try:
+        rows = opened.run(build_statistics_select(query, spec, opened.table(), plan))
+    finally:
+        opened.close()
+    got = exact_vectors(query, spec, groups, plan, rows)
+
+    def bin_of(value: float, edges: tuple[float, ...]) -> int:
+        return next(
+            (i for i in range(len(edges) - 2) if value < edges[i + 1]), len(edges) - 2
+        )
+
+    expected = {v.name: [0] * v.length for v in plan.vectors}
+    position = {key: i for i, key in enumerate(groups.keys)}
+    for row in TABLE.to_pylist():
+        if row["cross_border"]:
+            continue
+        label = ("[0, 1)", "[1, 20]")[bin_of(row["suspects"], (0.0, 1.0, 20.0))]
+        g = position[(row["region"], label)]
+        expected["count"][g] += 1
+        expected["sum(suspects)"][g] += row["suspects"]
+        for vector in plan.vectors:
+            if vector.kind == "histogram":
+                assert vector.edges is not None and vector.column is not None
+                cells = len(vector.edges) - 1
+                b = bin_of(row[vector.column], vector.edges)
+                expected[vector.name][g * cells + b] += 1
+    assert got == expected
+    assert sum(expected["count"]) > 50
+
+
+@pytest.mark.parametrize("working_copy", [True, False])
+def test_file_datasets_use_the_configured_duckdb_threads(
+    tmp_path: Path, working_copy: bool
+) -> None:
+    source: dict[str, Any] = _write_data(tmp_path / "data", TABLE, "parquet")
+    source["path"] = str(tmp_path / source["path"])
+    source["working_copy"] = working_copy
+    spec = spec_for(source)
+    for threads in (1, 3):
+        opened = open_source(spec, WorkingCopies(tmp_path / "work", 64, threads))
+        try:
+            setting = opened.run(sa.select(sa.func.current_setting("threads")))
+        finally:
+            opened.close()
+        assert setting == [(threads,)]
