@@ -58,7 +58,7 @@ QUERIES = [
         "q",
         "incidents",
         (Aggregation("sum", "damage_eur"),),
-        (Filter("month", "=", ("2025-03",)),),
+        (Filter("month", "=", ("2025-03",)), Filter("cross_border", "=", (True,))),
         (),
         Access(),
     ),
