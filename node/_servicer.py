@@ -382,11 +382,12 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
             )
         bounds = {col: (lo, hi) for col, lo, hi in obligations.clamp_bounds}
         try:
-            return privacy_mod.plan_release(
-                requested(query),
+            columns = encodings(query, dataset, bounds, secure=secure)
+            return privacy_mod.cached_plan_release(
+                tuple(requested(query)),
                 groups=len(groups.keys),
                 max_rows_per_person=obligations.max_rows_per_person,
-                columns=encodings(query, dataset, bounds, secure=secure),
+                columns=tuple(sorted(columns.items())),
                 rho=None
                 if loss is not None and loss.epsilon is not None
                 else decision.rho,

@@ -256,3 +256,22 @@ def test_suppression_masks_noisy_counts_below_the_minimum() -> None:
         suppress([1], 2.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         suppress([1.5], 2)  # type: ignore[list-item]
+
+
+def test_a_cached_plan_equals_a_fresh_one_and_is_made_once() -> None:
+    enc = node.privacy.FixedPoint(0.0, 100.0, 4)
+    args = {
+        "groups": 3,
+        "max_rows_per_person": 2,
+        "rho": 0.5,
+        "min_group_size": 5,
+    }
+    aggregates = (node.privacy.Count(), node.privacy.Mean("x"))
+    first = node.privacy.cached_plan_release(aggregates, columns=(("x", enc),), **args)
+    again = node.privacy.cached_plan_release(aggregates, columns=(("x", enc),), **args)
+    fresh = node.privacy.plan_release(aggregates, columns={"x": enc}, **args)
+    assert again is first and first == fresh
+    other = node.privacy.cached_plan_release(
+        aggregates, columns=(("x", enc),), **{**args, "rho": 0.25}
+    )
+    assert other != first and other.rho == pytest.approx(0.25)

@@ -53,6 +53,7 @@ from node.privacy._plan import Quantile as Quantile
 from node.privacy._plan import ReleasePlan as ReleasePlan
 from node.privacy._plan import Sum as Sum
 from node.privacy._plan import Variance as Variance
+from node.privacy._plan import cached_plan_release as cached_plan_release
 from node.privacy._plan import plan_release as plan_release
 from node.privacy._plan import release as release
 from node.privacy._sensitivity import Sensitivity as Sensitivity
@@ -84,6 +85,7 @@ __all__ = [
     "Sum",
     "Variance",
     "at_risk_below",
+    "cached_plan_release",
     "combined_variance",
     "count_sensitivity",
     "epsilon_at",

@@ -34,6 +34,7 @@ sensitivities hold either way. With a minimum group size the plan always release
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -509,3 +510,30 @@ def release(
             raise RuntimeError(f"noise of {vector.name} differs from the plan")
         out[vector.name] = result
     return out
+
+
+@functools.lru_cache(maxsize=512)
+def cached_plan_release(
+    aggregates: tuple[Aggregate, ...],
+    *,
+    groups: int,
+    max_rows_per_person: int,
+    columns: tuple[tuple[str, FixedPoint], ...] = (),
+    rho: float | None = None,
+    epsilon: float | None = None,
+    min_group_size: int | None = None,
+) -> ReleasePlan:
+    """Return :func:`plan_release` of the same arguments, computed once for each.
+
+    Planning is pure and a node meets the same queries again and again; plans are
+    immutable, so one may serve many requests. ``columns`` is given as items.
+    """
+    return plan_release(
+        aggregates,
+        groups=groups,
+        max_rows_per_person=max_rows_per_person,
+        columns=dict(columns),
+        rho=rho,
+        epsilon=epsilon,
+        min_group_size=min_group_size,
+    )
