@@ -127,41 +127,48 @@ def run_demo(
             )
             federation_file = fed.write_federation_file(addresses)
             config = coordinator.load_federation(federation_file)
-            with coordinator.Coordinator.from_config(config) as hub:
-                for number, query in enumerate(demo_queries(), start=1):
-                    result = hub.query(query.spec)
+            try:
+                with coordinator.Coordinator.from_config(config) as hub:
+                    for number, query in enumerate(demo_queries(), start=1):
+                        result = hub.query(query.spec)
+                        if as_json:
+                            results["queries"].append(
+                                {
+                                    "title": query.title,
+                                    **coordinator.result_json(result),
+                                }
+                            )
+                        else:
+                            out.print()
+                            out.print(
+                                coordinator.render_result(
+                                    result, title=f"{number}. {query.title}"
+                                )
+                            )
+                    job = run_training(config, root, err=err)
                     if as_json:
-                        results["queries"].append(
-                            {"title": query.title, **coordinator.result_json(result)}
-                        )
+                        results["training"] = [
+                            {
+                                "round": r.round,
+                                "participants": r.participants,
+                                "loss": r.loss,
+                                "accuracy": r.accuracy,
+                                "rho": {k: v.rho for k, v in r.privacy.items()},
+                            }
+                            for r in job.rounds
+                        ]
                     else:
                         out.print()
-                        out.print(
-                            coordinator.render_result(
-                                result, title=f"{number}. {query.title}"
-                            )
-                        )
-                job = run_training(config, root, err=err)
-                if as_json:
-                    results["training"] = [
-                        {
-                            "round": r.round,
-                            "participants": r.participants,
-                            "loss": r.loss,
-                            "accuracy": r.accuracy,
-                            "rho": {k: v.rho for k, v in r.privacy.items()},
-                        }
-                        for r in job.rounds
-                    ]
-                else:
-                    out.print()
-                    out.print(training_table(job))
-                budgets = hub.budgets()
-                if as_json:
-                    results["budgets"] = coordinator.budget_rows(budgets)
-                else:
-                    out.print()
-                    out.print(coordinator.budget_table(budgets))
+                        out.print(training_table(job))
+                    budgets = hub.budgets()
+                    if as_json:
+                        results["budgets"] = coordinator.budget_rows(budgets)
+                    else:
+                        out.print()
+                        out.print(coordinator.budget_table(budgets))
+            except coordinator.CoordinatorError as exc:
+                err.print(f"[red]✗[/red] the demo federation failed: {exc}")
+                return 1  # leaving the fleet's block stops every node
             codes = fleet.stop()
         clean = all(code == 0 for code in codes.values())
         err.print(

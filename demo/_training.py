@@ -63,7 +63,7 @@ def demo_spec() -> training.TrainSpec:
             },
             "strategy": {"name": "fedavg"},
             "train": {"lr": 0.5},
-            "privacy": {"noise_multiplier": 3.0, "clipping_norm": 1.0},
+            "privacy": {"noise_multiplier": 2.0, "clipping_norm": 1.0},
             "secure_aggregation": {"enabled": True},
         }
     )
@@ -114,7 +114,7 @@ def training_table(result: training.JobResult) -> Table:
     """Return the rounds of the job: participants, loss, accuracy and rho charged."""
     table = Table(
         title=f"5. Training job {result.job.id}: logistic regression, "
-        "node-enforced DP (noise x3) and secure aggregation",
+        "node-enforced DP (noise x2) and secure aggregation",
         title_justify="left",
     )
     for column in ("round", "nodes", "loss", "accuracy", "rho per node"):

@@ -104,6 +104,9 @@ def test_demo_json(tmp_path: Path) -> None:
     assert [a["verified"] for a in output["audit"]] == [True, True, True]
     assert [r["round"] for r in output["training"]] == [1, 2, 3]
     assert all(len(r["participants"]) == 3 for r in output["training"])
+    # Evaluation rounds are securely aggregated and allowed: metrics every round.
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in output["training"])
+    assert all(r["loss"] > 0 for r in output["training"])
     assert {row["agency"] for row in output["budgets"]} == {
         "agency-a",
         "agency-b",
@@ -182,3 +185,27 @@ def test_demo_ctrl_c_stops_every_node(tmp_path: Path) -> None:
         assert _port_is_free(entry["port"]), f"port {entry['port']} still bound"
     # A graceful stop on SIGINT/SIGTERM is asserted in tests/test_node_process.py.
     # Here: whatever each node did, nothing is left behind and no port stays bound.
+
+
+def test_a_failing_demo_says_why_and_stops_every_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training job the nodes' policies refuse: a message, exit 1, no process left."""
+    from rich.console import Console
+
+    import demo._training
+    from demo import run_demo
+
+    asked = demo._training.demo_spec()
+    too_little_noise = asked.model_copy(
+        update={"privacy": asked.privacy.model_copy(update={"noise_multiplier": 0.5})}
+    )
+    monkeypatch.setattr(demo._training, "demo_spec", lambda: too_little_noise)
+    out, err = Console(record=True, width=200), Console(record=True, width=200)
+    code = run_demo(out=out, err=err, workdir=tmp_path / "demo")
+    said = err.export_text()
+    assert code == 1
+    assert "the demo federation failed" in said
+    assert "does not permit rho 2" in said and "train" in said
+    assert "Traceback" not in said
+    assert not _node_processes(str(tmp_path))
