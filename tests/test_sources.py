@@ -71,6 +71,34 @@ def spec_for(source: dict[str, Any]) -> DatasetSpec:
     )
 
 
+def written(folder: Path, table: pa.Table, kind: str) -> dict[str, Any]:
+    """Write ``table`` under ``folder`` as ``kind``; return its absolute source."""
+    source: dict[str, Any] = _write_data(folder / "data", table, kind)  # type: ignore[arg-type]
+    if "path" in source:
+        source["path"] = str(folder / source["path"])
+    else:
+        source["url"] = f"sqlite:///{folder / source['url'].removeprefix('sqlite:///')}"
+    return source
+
+
+def plan_of(query: Query, spec: DatasetSpec) -> Any:
+    """The exact-answer release plan of ``query`` (rho 1, one row per person)."""
+    return privacy.plan_release(
+        requested(query),
+        groups=len(layout(query, spec).keys),
+        max_rows_per_person=1,
+        columns=encodings(query, spec, {}),
+        rho=1.0,
+    )
+
+
+def vectors_of(source: Any, query: Query, spec: DatasetSpec) -> dict[str, list[int]]:
+    """Run ``query`` at ``source``; return its exact integer vectors."""
+    plan = plan_of(query, spec)
+    rows = source.run(build_statistics_select(query, spec, source.table(), plan))
+    return exact_vectors(query, spec, layout(query, spec), plan, rows)
+
+
 @pytest.fixture
 def pg_table(postgres_url: str) -> Iterator[str]:
     name = f"incidents_{uuid.uuid4().hex[:8]}"
@@ -99,21 +127,10 @@ def results(spec: DatasetSpec, copies: WorkingCopies | None = None) -> list[Any]
     """Exact integer statistics of every query, as the node computes them."""
     source = open_source(spec, copies)
     try:
-        out = []
-        for query in QUERIES:
-            groups = layout(query, spec)
-            plan = privacy.plan_release(
-                requested(query),
-                groups=len(groups.keys),
-                max_rows_per_person=1,
-                columns=encodings(query, spec, {}),
-                rho=1.0,
-            )
-            rows = source.run(
-                build_statistics_select(query, spec, source.table(), plan)
-            )
-            out.append((groups.keys, exact_vectors(query, spec, groups, plan, rows)))
-        return out
+        return [
+            (layout(query, spec).keys, vectors_of(source, query, spec))
+            for query in QUERIES
+        ]
     finally:
         source.close()
 
@@ -122,14 +139,9 @@ def test_file_and_sqlite_sources_agree(tmp_path: Path) -> None:
     answers = []
     copies = WorkingCopies(tmp_path / "work", memory_mb=64)
     for kind in ("csv", "parquet", "sqlite"):
-        source = _write_data(tmp_path / kind / "data", TABLE, kind)  # type: ignore[arg-type]
+        source = written(tmp_path / kind, TABLE, kind)
         if "path" in source:
-            source["path"] = str(tmp_path / kind / source["path"])
             answers.append(results(spec_for(source), copies))  # a working copy
-        else:
-            source["url"] = (
-                f"sqlite:///{tmp_path / kind / source['url'].removeprefix('sqlite:///')}"
-            )
         answers.append(results(spec_for(source)))  # files read in place
     assert all(answer == answers[0] for answer in answers)
     assert len(answers) == 5
@@ -147,11 +159,9 @@ def test_file_and_sqlite_sources_agree(tmp_path: Path) -> None:
 def test_postgresql_agrees_with_duckdb(
     tmp_path: Path, postgres_url: str, pg_table: str
 ) -> None:
-    source = _write_data(tmp_path / "data", TABLE, "parquet")
-    source["path"] = str(tmp_path / source["path"])
     assert results(
         spec_for({"kind": "sql", "url": postgres_url, "table": pg_table})
-    ) == results(spec_for(source))
+    ) == results(spec_for(written(tmp_path, TABLE, "parquet")))
 
 
 @pytest.mark.postgres
@@ -207,8 +217,7 @@ def test_a_node_serves_a_postgresql_table(
 
 
 def test_a_file_lacking_a_declared_column_is_refused(tmp_path: Path) -> None:
-    source = _write_data(tmp_path / "data", TABLE.drop_columns(["suspects"]), "csv")
-    source["path"] = str(tmp_path / source["path"])
+    source = written(tmp_path, TABLE.drop_columns(["suspects"]), "csv")
     with pytest.raises(SourceError, match="suspects"):
         open_source(spec_for(source))
 
@@ -219,8 +228,7 @@ def test_a_csv_with_a_wrongly_typed_column_is_refused(tmp_path: Path) -> None:
         "severity",
         pa.array(["high"] * TABLE.num_rows),
     )
-    source = _write_data(tmp_path / "data", broken, "csv")
-    source["path"] = str(tmp_path / source["path"])
+    source = written(tmp_path, broken, "csv")
     with pytest.raises(SourceError, match="does not match the declared columns"):
         open_source(spec_for(source))
 
@@ -233,48 +241,36 @@ def test_a_missing_table_is_named(tmp_path: Path) -> None:
 
 
 def _count(source: Any, spec: DatasetSpec) -> int:
-    query = QUERIES[0]
-    groups = layout(query, spec)
-    plan = privacy.plan_release(
-        requested(query),
-        groups=len(groups.keys),
-        max_rows_per_person=1,
-        columns=encodings(query, spec, {}),
-        rho=1.0,
-    )
-    rows = source.run(build_statistics_select(query, spec, source.table(), plan))
-    return sum(exact_vectors(query, spec, groups, plan, rows)["count"])
+    return sum(vectors_of(source, QUERIES[0], spec)["count"])
+
+
+def _copies(tmp_path: Path, threads: int | None = None) -> WorkingCopies:
+    return WorkingCopies(tmp_path / "work", memory_mb=64, threads=threads)
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
 def test_a_working_copy_follows_its_file_and_is_deleted_on_close(
     tmp_path: Path, kind: str
 ) -> None:
-    source = _write_data(tmp_path / "data", TABLE, kind)  # type: ignore[arg-type]
-    source["path"] = str(tmp_path / source["path"])
-    spec = spec_for(source)
-    work = tmp_path / "work"
-    opened = open_source(spec, WorkingCopies(work, memory_mb=64))
+    spec = spec_for(written(tmp_path, TABLE, kind))
+    opened = open_source(spec, _copies(tmp_path))
+    copy = tmp_path / "work" / "incidents.duckdb"
     try:
-        copy = work / "incidents.duckdb"
         assert copy.is_file()
         assert copy.stat().st_mode & 0o777 == 0o600
         assert _count(opened, spec) == TABLE.num_rows
         # The agency replaces its file: the next query sees the new rows.
-        _write_data(tmp_path / "data", TABLE.slice(0, 123), kind)  # type: ignore[arg-type]
+        written(tmp_path, TABLE.slice(0, 123), kind)
         assert _count(opened, spec) == 123
     finally:
         opened.close()
     assert not copy.exists()
-    assert list(work.iterdir()) == []
+    assert list((tmp_path / "work").iterdir()) == []
 
 
 def test_a_working_copy_is_off_when_the_dataset_says_so(tmp_path: Path) -> None:
-    source: dict[str, Any] = _write_data(tmp_path / "data", TABLE, "parquet")
-    source["path"] = str(tmp_path / source["path"])
-    source["working_copy"] = False
-    spec = spec_for(source)
-    opened = open_source(spec, WorkingCopies(tmp_path / "work"))
+    spec = spec_for({**written(tmp_path, TABLE, "parquet"), "working_copy": False})
+    opened = open_source(spec, _copies(tmp_path))
     try:
         assert not (tmp_path / "work").exists()
         assert _count(opened, spec) == TABLE.num_rows
@@ -285,15 +281,13 @@ def test_a_working_copy_is_off_when_the_dataset_says_so(tmp_path: Path) -> None:
 def test_a_file_replaced_by_a_broken_one_fails_queries_until_mended(
     tmp_path: Path,
 ) -> None:
-    source = _write_data(tmp_path / "data", TABLE, "csv")
-    source["path"] = str(tmp_path / source["path"])
-    spec = spec_for(source)
-    opened = open_source(spec, WorkingCopies(tmp_path / "work", memory_mb=64))
+    spec = spec_for(written(tmp_path, TABLE, "csv"))
+    opened = open_source(spec, _copies(tmp_path))
     try:
-        _write_data(tmp_path / "data", TABLE.drop_columns(["suspects"]), "csv")
+        written(tmp_path, TABLE.drop_columns(["suspects"]), "csv")
         with pytest.raises(SourceError, match="suspects"):
             _count(opened, spec)
-        _write_data(tmp_path / "data", TABLE.slice(0, 50), "csv")
+        written(tmp_path, TABLE.slice(0, 50), "csv")
         assert _count(opened, spec) == 50
     finally:
         opened.close()
@@ -302,10 +296,8 @@ def test_a_file_replaced_by_a_broken_one_fails_queries_until_mended(
 def test_equal_queries_share_one_statement_and_other_values_do_not(
     tmp_path: Path,
 ) -> None:
-    source = _write_data(tmp_path / "data", TABLE, "parquet")
-    source["path"] = str(tmp_path / source["path"])
-    spec = spec_for(source)
-    opened = open_source(spec, WorkingCopies(tmp_path / "work", memory_mb=64))
+    spec = spec_for(written(tmp_path, TABLE, "parquet"))
+    opened = open_source(spec, _copies(tmp_path))
     cache = StatementCache(capacity=2)
 
     def count_where(month: str) -> tuple[Any, int]:
@@ -317,17 +309,11 @@ def test_equal_queries_share_one_statement_and_other_values_do_not(
             (),
             Access(),
         )
-        groups = layout(query, spec)
-        plan = privacy.plan_release(
-            requested(query),
-            groups=1,
-            max_rows_per_person=1,
-            columns=encodings(query, spec, {}),
-            rho=1.0,
-        )
+        plan = plan_of(query, spec)
         stmt = cache.select(query, spec, opened.table(), plan)
         rows = opened.run(stmt)
-        return stmt, exact_vectors(query, spec, groups, plan, rows)["count"][0]
+        count = exact_vectors(query, spec, layout(query, spec), plan, rows)["count"]
+        return stmt, count[0]
 
     months = TABLE.column("month").to_pylist()
     try:
@@ -355,35 +341,28 @@ def test_rows_outside_the_declared_domain_never_form_a_group(
     table = TABLE.set_column(
         TABLE.schema.get_field_index("region"), "region", pa.array(odd, pa.string())
     )
-    source: dict[str, Any] = _write_data(tmp_path / "data", table, kind)  # type: ignore[arg-type]
-    if "path" in source:
-        source["path"] = str(tmp_path / source["path"])
-    else:
-        source["url"] = (
-            f"sqlite:///{tmp_path / source['url'].removeprefix('sqlite:///')}"
-        )
-    spec = spec_for(source)
+    spec = spec_for(written(tmp_path, table, kind))
     query = Query(
         "q", "incidents", (Aggregation("count", None),), (), ("region",), Access()
     )
-    groups = layout(query, spec)
-    plan = privacy.plan_release(
-        requested(query),
-        groups=len(groups.keys),
-        max_rows_per_person=1,
-        columns=encodings(query, spec, {}),
-        rho=1.0,
-    )
-    opened = open_source(spec, WorkingCopies(tmp_path / "work", memory_mb=64))
+    plan = plan_of(query, spec)
+    opened = open_source(spec, _copies(tmp_path))
     try:
         rows = opened.run(build_statistics_select(query, spec, opened.table(), plan))
     finally:
         opened.close()
     assert {row[0] for row in rows} <= set(SCHEMA["region"]["categories"])  # type: ignore[index]
+    groups = layout(query, spec)
     counts = exact_vectors(query, spec, groups, plan, rows)["count"]
-    expected = [odd.count(key[0]) for key in groups.keys]
-    assert counts == expected
+    assert counts == [odd.count(key[0]) for key in groups.keys]
     assert sum(counts) == len(odd) - odd.count("atlantis") - odd.count(None)
+
+
+def _bin_of(value: float, edges: tuple[float, ...]) -> int:
+    """The public bin of ``value``: ``[e_i, e_i+1)``, the last one closed."""
+    return next(
+        (i for i in range(len(edges) - 2) if value < edges[i + 1]), len(edges) - 2
+    )
 
 
 @pytest.mark.parametrize("kind", ["parquet", "sqlite"])
@@ -391,56 +370,35 @@ def test_two_histograms_and_binned_groups_equal_a_direct_count(
     tmp_path: Path, kind: str
 ) -> None:
     """One histogram joins the GROUP BY, the other is summed per bin: both exact."""
-    source: dict[str, Any] = _write_data(tmp_path / "data", TABLE, kind)  # type: ignore[arg-type]
-    if "path" in source:
-        source["path"] = str(tmp_path / source["path"])
-    else:
-        source["url"] = (
-            f"sqlite:///{tmp_path / source['url'].removeprefix('sqlite:///')}"
-        )
-    spec = spec_for(source)
-    damage_edges = (0.0, 500.0, 2500.0, 1_000_000.0)
-    severity_edges = (1.0, 2.0, 3.0, 5.0)
+    spec = spec_for(written(tmp_path, TABLE, kind))
+    suspects_edges = (0.0, 1.0, 20.0)
     query = Query(
         "q",
         "incidents",
         (
             Aggregation("count", None),
-            Aggregation("histogram", "damage_eur", damage_edges),
+            Aggregation("histogram", "damage_eur", (0.0, 500.0, 2500.0, 1e6)),
             Aggregation("sum", "suspects"),
-            Aggregation("histogram", "severity", severity_edges),
+            Aggregation("histogram", "severity", (1.0, 2.0, 3.0, 5.0)),
         ),
         (Filter("cross_border", "=", (False,)),),
         ("region",),
         Access(),
-        binned=(Binning("suspects", (0.0, 1.0, 20.0)),),
+        binned=(Binning("suspects", suspects_edges),),
     )
-    groups = layout(query, spec)
-    plan = privacy.plan_release(
-        requested(query),
-        groups=len(groups.keys),
-        max_rows_per_person=1,
-        columns=encodings(query, spec, {}),
-        rho=1.0,
-    )
-    opened = open_source(spec, WorkingCopies(tmp_path / "work", memory_mb=64))
+    plan = plan_of(query, spec)
+    opened = open_source(spec, _copies(tmp_path))
     try:
-        rows = opened.run(build_statistics_select(query, spec, opened.table(), plan))
+        got = vectors_of(opened, query, spec)
     finally:
         opened.close()
-    got = exact_vectors(query, spec, groups, plan, rows)
-
-    def bin_of(value: float, edges: tuple[float, ...]) -> int:
-        return next(
-            (i for i in range(len(edges) - 2) if value < edges[i + 1]), len(edges) - 2
-        )
-
+    groups = layout(query, spec)
     expected = {v.name: [0] * v.length for v in plan.vectors}
     position = {key: i for i, key in enumerate(groups.keys)}
     for row in TABLE.to_pylist():
         if row["cross_border"]:
             continue
-        label = ("[0, 1)", "[1, 20]")[bin_of(row["suspects"], (0.0, 1.0, 20.0))]
+        label = ("[0, 1)", "[1, 20]")[_bin_of(row["suspects"], suspects_edges)]
         g = position[(row["region"], label)]
         expected["count"][g] += 1
         expected["sum(suspects)"][g] += row["suspects"]
@@ -448,7 +406,7 @@ def test_two_histograms_and_binned_groups_equal_a_direct_count(
             if vector.kind == "histogram":
                 assert vector.edges is not None and vector.column is not None
                 cells = len(vector.edges) - 1
-                b = bin_of(row[vector.column], vector.edges)
+                b = _bin_of(row[vector.column], vector.edges)
                 expected[vector.name][g * cells + b] += 1
     assert got == expected
     assert sum(expected["count"]) > 50
@@ -458,12 +416,10 @@ def test_two_histograms_and_binned_groups_equal_a_direct_count(
 def test_file_datasets_use_the_configured_duckdb_threads(
     tmp_path: Path, working_copy: bool
 ) -> None:
-    source: dict[str, Any] = _write_data(tmp_path / "data", TABLE, "parquet")
-    source["path"] = str(tmp_path / source["path"])
-    source["working_copy"] = working_copy
+    source = {**written(tmp_path, TABLE, "parquet"), "working_copy": working_copy}
     spec = spec_for(source)
     for threads in (1, 3):
-        opened = open_source(spec, WorkingCopies(tmp_path / "work", 64, threads))
+        opened = open_source(spec, _copies(tmp_path, threads))
         try:
             setting = opened.run(sa.select(sa.func.current_setting("threads")))
         finally:
