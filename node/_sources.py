@@ -64,8 +64,10 @@ class DuckDbFileSource(DataSource):
     a DuckDB database file of its own under ``copies.folder`` (mode 0600): queries
     then read DuckDB's columnar storage instead of parsing the file again, and
     DuckDB's memory stays under ``copies.memory_mb`` whatever the number of rows.
-    The copy is rebuilt when the file's size or modification time changes, and
-    deleted when the source closes. Without, a view reads the file at every query.
+    The copy is rebuilt when the file's size or modification time changes (and at
+    start-up, over whatever a crash left), and deleted when the source closes; a
+    copy another process holds open is refused. Without ``copies``, a view reads
+    the file at every query.
     """
 
     TABLE = "dataset"
@@ -88,15 +90,22 @@ class DuckDbFileSource(DataSource):
         if copies is not None and source.working_copy:
             copies.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._copy = copies.folder / f"{dataset.id}.duckdb"
-            _remove_copy(self._copy)
-            self._con = duckdb.connect(
-                str(self._copy),
-                config={
-                    "memory_limit": f"{copies.memory_mb}MB",
-                    "temp_directory": str(copies.folder / f"{dataset.id}.tmp"),
-                    **threads,
-                },
-            )
+            try:  # DuckDB locks the file: one node process per copy
+                self._con = duckdb.connect(
+                    str(self._copy),
+                    config={
+                        "memory_limit": f"{copies.memory_mb}MB",
+                        "temp_directory": str(copies.folder / f"{dataset.id}.tmp"),
+                        **threads,
+                    },
+                )
+            except duckdb.Error as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise SourceError(
+                    f"dataset {dataset.id!r}: cannot open its working copy "
+                    f"{self._copy} ({type(exc).__name__}: {reason}); is another "
+                    f"node using node.work_dir {copies.folder}?"
+                ) from None
             self._copy.chmod(0o600)
         else:
             self._con = duckdb.connect(":memory:", config=threads)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -425,3 +427,48 @@ def test_file_datasets_use_the_configured_duckdb_threads(
         finally:
             opened.close()
         assert setting == [(threads,)]
+
+
+_HOLD_COPY = """
+import sys, time
+from pathlib import Path
+from node._config import DatasetSpec
+from node._sources import WorkingCopies, open_source
+spec = DatasetSpec.model_validate_json(sys.argv[1])
+source = open_source(spec, WorkingCopies(Path(sys.argv[2]), memory_mb=64))
+print("open", flush=True)
+sys.stdin.read()
+source.close()
+"""
+
+
+def test_a_working_copy_held_by_another_node_is_refused_by_name(
+    tmp_path: Path,
+) -> None:
+    spec = spec_for(written(tmp_path, TABLE, "parquet"))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _HOLD_COPY,
+            spec.model_dump_json(),
+            str(tmp_path / "work"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        with pytest.raises(SourceError, match=r"is another node using node\.work_dir"):
+            open_source(spec, _copies(tmp_path))
+    finally:
+        holder.communicate("", timeout=30)
+    assert holder.returncode == 0
+    assert not (tmp_path / "work" / "incidents.duckdb").exists()
+    # Once the other node has gone, the copy is this node's (over any leftover).
+    opened = open_source(spec, _copies(tmp_path))
+    try:
+        assert _count(opened, spec) == TABLE.num_rows
+    finally:
+        opened.close()
