@@ -118,7 +118,7 @@ def check_command(config: ConfigOption) -> None:
     """Check node.toml, its policy, certificates and data sources, then exit."""
     cfg = _load(config)
     try:
-        node = create_server(cfg, listen="127.0.0.1:0")
+        node = create_server(cfg, listen="127.0.0.1:0", working_copies=False)
     except NodeStartupError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     node.stop(0)

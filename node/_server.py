@@ -235,8 +235,12 @@ def create_server(
     enable_reflection: bool = False,
     listen: str | None = None,
     clock: Clock = _utcnow,
+    working_copies: bool = True,
 ) -> NodeServer:
     """Build a node server from ``config`` (not started).
+
+    With ``working_copies=False`` file datasets are read in place (a check of the
+    configuration beside a running node must not take its working copies).
 
     Raises
     ------
@@ -257,8 +261,12 @@ def create_server(
         )
     identity, material = _identity(config, insecure, clock)
     sources: dict[str, DataSource] = {}
-    copies = WorkingCopies(
-        config.node.work_dir, config.node.file_memory_mb, config.node.file_threads
+    copies = (
+        WorkingCopies(
+            config.node.work_dir, config.node.file_memory_mb, config.node.file_threads
+        )
+        if working_copies
+        else None
     )
     try:
         for spec in config.datasets:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -195,3 +196,41 @@ def test_federation_cli_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["query", "-f", str(path), "-d", "incidents"])
     assert result.exit_code == coordinator.ExitCode.FEDERATION_INVALID
     assert f"{path}:2: federation.name" in result.output
+
+
+def test_node_check_beside_a_running_node_leaves_its_working_copies(
+    federation: Any,
+) -> None:
+    """`accord node check` reads file datasets in place: the serving node keeps going."""
+    for site in federation.fed.sites:
+        config = node.load_node_config(site.node_config)
+        copies = [
+            config.node.work_dir / f"{d.id}.duckdb"
+            for d in config.datasets
+            if d.source.kind in ("csv", "parquet")
+        ]
+        before = [(p, p.stat().st_ino) for p in copies]
+        result = CliRunner().invoke(
+            app, ["node", "check", "--config", str(site.node_config)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "ok:" in result.output
+        assert [(p, p.stat().st_ino) for p in copies] == before
+    file_sites = [
+        s
+        for s in federation.fed.sites
+        if any(
+            d.source.kind != "sql"
+            for d in node.load_node_config(s.node_config).datasets
+        )
+    ]
+    assert file_sites, "the test federation has file datasets"
+    spec = coordinator.QuerySpec(
+        dataset="incidents",
+        aggregations=(coordinator.Aggregation("count"),),
+        purpose="statistics",
+        exact=True,
+    )
+    with federation.coordinator() as hub:
+        result = hub.query(spec)
+    assert len(result.contributors) == len(federation.fed.sites)
