@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import os
 import shutil
 import threading
 from collections import OrderedDict
@@ -64,10 +65,10 @@ class DuckDbFileSource(DataSource):
     a DuckDB database file of its own under ``copies.folder`` (mode 0600): queries
     then read DuckDB's columnar storage instead of parsing the file again, and
     DuckDB's memory stays under ``copies.memory_mb`` whatever the number of rows.
-    The copy is rebuilt when the file's size or modification time changes (and at
-    start-up, over whatever a crash left), and deleted when the source closes; a
-    copy another process holds open is refused. Without ``copies``, a view reads
-    the file at every query.
+    Each node process has its own copy (``<dataset>.<pid>.duckdb``), rebuilt when
+    the file's size or modification time changes and deleted when the source
+    closes; copies left by processes that are gone (a crash) are deleted at
+    start-up. Without ``copies``, a view reads the file at every query.
     """
 
     TABLE = "dataset"
@@ -89,22 +90,22 @@ class DuckDbFileSource(DataSource):
         )
         if copies is not None and source.working_copy:
             copies.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._copy = copies.folder / f"{dataset.id}.duckdb"
-            try:  # DuckDB locks the file: one node process per copy
+            _remove_stale_copies(copies.folder, dataset.id)
+            self._copy = copies.folder / f"{dataset.id}.{os.getpid()}.duckdb"
+            try:
                 self._con = duckdb.connect(
                     str(self._copy),
                     config={
                         "memory_limit": f"{copies.memory_mb}MB",
-                        "temp_directory": str(copies.folder / f"{dataset.id}.tmp"),
+                        "temp_directory": str(self._copy.with_suffix(".tmp")),
                         **threads,
                     },
                 )
             except duckdb.Error as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise SourceError(
-                    f"dataset {dataset.id!r}: cannot open its working copy "
-                    f"{self._copy} ({type(exc).__name__}: {reason}); is another "
-                    f"node using node.work_dir {copies.folder}?"
+                    f"dataset {dataset.id!r}: cannot create its working copy "
+                    f"{self._copy} ({type(exc).__name__}: {reason})"
                 ) from None
             self._copy.chmod(0o600)
         else:
@@ -223,6 +224,24 @@ class DuckDbFileSource(DataSource):
         self._con.close()
         if self._copy is not None:
             _remove_copy(self._copy)
+
+
+def _remove_stale_copies(folder: Path, dataset_id: str) -> None:
+    """Delete the working copies of ``dataset_id`` whose node process is gone."""
+    for path in folder.glob(f"{dataset_id}.*.duckdb"):
+        pid = path.suffixes[-2].lstrip(".") if len(path.suffixes) >= 2 else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            _remove_copy(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _remove_copy(path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -256,7 +257,7 @@ def test_a_working_copy_follows_its_file_and_is_deleted_on_close(
 ) -> None:
     spec = spec_for(written(tmp_path, TABLE, kind))
     opened = open_source(spec, _copies(tmp_path))
-    copy = tmp_path / "work" / "incidents.duckdb"
+    copy = tmp_path / "work" / f"incidents.{os.getpid()}.duckdb"
     try:
         assert copy.is_file()
         assert copy.stat().st_mode & 0o777 == 0o600
@@ -430,7 +431,7 @@ def test_file_datasets_use_the_configured_duckdb_threads(
 
 
 _HOLD_COPY = """
-import sys, time
+import sys
 from pathlib import Path
 from node._config import DatasetSpec
 from node._sources import WorkingCopies, open_source
@@ -442,33 +443,50 @@ source.close()
 """
 
 
-def test_a_working_copy_held_by_another_node_is_refused_by_name(
+def test_node_processes_sharing_a_work_dir_keep_copies_of_their_own(
     tmp_path: Path,
 ) -> None:
     spec = spec_for(written(tmp_path, TABLE, "parquet"))
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _HOLD_COPY,
-            spec.model_dump_json(),
-            str(tmp_path / "work"),
-        ],
+    work = tmp_path / "work"
+    other = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_COPY, spec.model_dump_json(), str(work)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
-        with pytest.raises(SourceError, match=r"is another node using node\.work_dir"):
-            open_source(spec, _copies(tmp_path))
+        assert other.stdout is not None and other.stdout.readline() == "open\n"
+        mine = open_source(spec, _copies(tmp_path))
+        try:
+            assert _count(mine, spec) == TABLE.num_rows
+            assert sorted(p.name for p in work.glob("*.duckdb")) == sorted(
+                f"incidents.{pid}.duckdb" for pid in (os.getpid(), other.pid)
+            )
+        finally:
+            mine.close()
+        assert [p.name for p in work.glob("*.duckdb")] == [
+            f"incidents.{other.pid}.duckdb"
+        ]
     finally:
-        holder.communicate("", timeout=30)
-    assert holder.returncode == 0
-    assert not (tmp_path / "work" / "incidents.duckdb").exists()
-    # Once the other node has gone, the copy is this node's (over any leftover).
+        other.communicate("", timeout=30)
+    assert other.returncode == 0
+    assert list(work.glob("*.duckdb")) == []
+
+
+def test_copies_left_by_a_crashed_node_are_deleted_at_start(tmp_path: Path) -> None:
+    spec = spec_for(written(tmp_path, TABLE, "parquet"))
+    work = tmp_path / "work"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    work.mkdir()
+    leftover = work / f"incidents.{gone.pid}.duckdb"
+    leftover.write_bytes(b"rows of a node that crashed")
+    (work / f"incidents.{gone.pid}.tmp").mkdir()
     opened = open_source(spec, _copies(tmp_path))
     try:
+        assert not leftover.exists()
+        assert not (work / f"incidents.{gone.pid}.tmp").exists()
         assert _count(opened, spec) == TABLE.num_rows
     finally:
         opened.close()
+    assert list(work.iterdir()) == []
