@@ -121,8 +121,12 @@ class DuckDbFileSource(DataSource):
             self.close()
             raise
 
-    def _file_stamp(self) -> tuple[int, int]:
-        info = self._source.path.stat()
+    def _file_stamp(self) -> tuple[int, int] | None:
+        """Return the file's modification time and size (``None``: unreadable)."""
+        try:
+            info = self._source.path.stat()
+        except OSError:
+            return None
         return info.st_mtime_ns, info.st_size
 
     def _load(self) -> None:
@@ -131,6 +135,8 @@ class DuckDbFileSource(DataSource):
         names = list(dataset.columns)
         try:
             stamp = self._file_stamp()
+            if stamp is None:
+                source.path.stat()  # raises the reason
             if source.kind == "csv":
                 header = self._con.read_csv(
                     str(source.path), header=True, delimiter=source.delimiter
@@ -163,7 +169,12 @@ class DuckDbFileSource(DataSource):
             # Read every declared column once, so a type mismatch shows now.
             checks = ", ".join(f'count("{n}")' for n in names)
             self._con.execute(f'SELECT {checks} FROM "{self.TABLE}"').fetchall()
-        except (duckdb.Error, OSError) as exc:
+        except OSError as exc:
+            raise SourceError(
+                f"dataset {dataset.id!r}: cannot read {source.path}: "
+                f"{exc.strerror or type(exc).__name__}"
+            ) from None
+        except duckdb.Error as exc:
             raise SourceError(
                 f"dataset {dataset.id!r}: {source.path} does not match the declared "
                 f"columns: {type(exc).__name__}"
@@ -174,14 +185,11 @@ class DuckDbFileSource(DataSource):
         """Rebuild the working copy if the file changed since it was made."""
         if self._copy is None:
             return
-        try:
-            changed = self._file_stamp() != self._stamp
-        except OSError:
-            changed = True
-        if changed:
-            with self._lock:
-                if self._file_stamp() != self._stamp:
-                    self._load()
+        if self._file_stamp() == self._stamp:
+            return
+        with self._lock:  # one thread rebuilds; the others then find it done
+            if self._stamp is None or self._file_stamp() != self._stamp:
+                self._load()
 
     def table(self) -> TableClause:
         """Return the working copy (or the view over the file)."""

@@ -290,6 +290,11 @@ def test_a_file_replaced_by_a_broken_one_fails_queries_until_mended(
         written(tmp_path, TABLE.drop_columns(["suspects"]), "csv")
         with pytest.raises(SourceError, match="suspects"):
             _count(opened, spec)
+        Path(spec.source.path).unlink()  # type: ignore[union-attr]
+        with pytest.raises(
+            SourceError, match=r"cannot read .*incidents\.csv: No such file"
+        ):
+            _count(opened, spec)
         written(tmp_path, TABLE.slice(0, 50), "csv")
         assert _count(opened, spec) == 50
     finally:
