@@ -35,6 +35,7 @@ domains (``scale`` is ``sigma`` and ``b``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -122,6 +123,11 @@ class Noise:
         return 1.0 - discrete_laplace_tail(self.scale, half_width)
 
 
+# The discrete Gaussian's variance, coverage and half-width are sums over up to 12
+# sigma terms; a node asks for the same few scales again and again, so the scalar
+# results are cached (the functions are pure).
+
+
 def _gaussian_weights(sigma: float) -> npt.NDArray[np.float64]:
     """Unnormalised pmf ``exp(-x^2 / 2 sigma^2)`` for ``x = 0 .. ceil(12 sigma) + 2``."""
     x = np.arange(0, math.ceil(12.0 * sigma) + 3, dtype=np.float64)
@@ -162,6 +168,7 @@ def discrete_gaussian_pmf(sigma: float, support: int) -> npt.NDArray[np.float64]
     return pmf
 
 
+@functools.lru_cache(maxsize=1024)
 def discrete_gaussian_variance(sigma: float) -> float:
     """Return the variance of ``N_Z(0, sigma^2)`` (``sigma^2`` above 10,000)."""
     if sigma > EXACT_SIGMA_MAX:
@@ -171,6 +178,7 @@ def discrete_gaussian_variance(sigma: float) -> float:
     return float(2.0 * (w * x * x).sum() / (w[0] + 2.0 * w[1:].sum()))
 
 
+@functools.lru_cache(maxsize=1024)
 def discrete_gaussian_coverage(sigma: float, half_width: int) -> float:
     """Return ``P(|X| <= half_width)``; above sigma 10,000 a proved lower bound."""
     if half_width < 0:
@@ -181,6 +189,7 @@ def discrete_gaussian_coverage(sigma: float, half_width: int) -> float:
     return float(cum[half_width]) if half_width < cum.size else 1.0
 
 
+@functools.lru_cache(maxsize=1024)
 def discrete_gaussian_half_width(sigma: float, confidence: float = CONFIDENCE) -> int:
     """Return the smallest ``m`` with ``P(|X| <= m) >= confidence`` for ``N_Z(0, sigma^2)``.
 
