@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -380,16 +381,18 @@ def serve(node: NodeServer, *, ready_file: Path | None = None) -> int:
 
     SIGHUP reloads the policy file (an invalid one is refused; the old one stays).
     """
-    stop = threading.Event()
-    reload = threading.Event()
+    # The handlers only append to lists: a handler runs in the main thread between
+    # two of its bytecodes, possibly while that thread holds a lock -- inside
+    # Event.wait, say -- so a handler that took one (Event.set does) could deadlock
+    # the node: it would then never stop (seen, rarely, under load).
     received: list[int] = []
+    hangups: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         received.append(signum)
-        stop.set()
 
-    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
-        reload.set()
+    def on_hangup(signum: int, _frame: FrameType | None) -> None:
+        hangups.append(signum)
 
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -411,9 +414,9 @@ def serve(node: NodeServer, *, ready_file: Path | None = None) -> int:
         # Wake regularly: a signal delivered to another thread only runs its Python
         # handler once the main thread executes bytecode again.
         while not received:
-            stop.wait(0.25)
-            if reload.is_set():
-                reload.clear()
+            time.sleep(0.25)
+            if hangups:
+                hangups.clear()  # several at once: one reload reads the newest file
                 node.reload_policy()
         name = signal.Signals(received[0]).name if received else "stop"
         _log.info(

@@ -424,6 +424,41 @@ def test_signal_received_by_another_thread_stops_node(
     assert "node stopped" in [r["message"] for r in _json_lines(proc.log_file)]
 
 
+def test_a_hangup_storm_never_keeps_the_node_from_stopping(
+    fed: DemoFederation, tmp_path: Path
+) -> None:
+    """Thousands of SIGHUPs, then SIGTERM: the node reloads, then stops in its grace.
+
+    A handler that took a lock (``Event.set``) could deadlock the main thread when
+    a signal arrived while that thread held the same lock; the node then ignored
+    SIGTERM for good (two runs in three hung before the handlers took no locks).
+    """
+    grace = node.load_node_config(_site(fed, "agency-c").node_config).node.grace_seconds
+    for attempt in range(2):
+        proc = _start(fed, "agency-c", tmp_path / f"run{attempt}")
+        assert proc.process is not None
+        pid = proc.process.pid
+        try:
+            until = time.monotonic() + 1.5
+            while time.monotonic() < until:
+                os.kill(pid, signal.SIGHUP)
+                time.sleep(0.0002)
+            os.kill(pid, signal.SIGTERM)
+            try:
+                code = proc.process.wait(timeout=grace + 5)
+            except subprocess.TimeoutExpired:
+                proc.process.kill()
+                pytest.fail(
+                    "the node hung after a storm of SIGHUPs and ignored SIGTERM"
+                )
+        finally:
+            proc.stop()
+        assert code == 0
+        messages = [r["message"] for r in _json_lines(proc.log_file)]
+        assert "policy reloaded" in messages
+        assert messages[-1] == "node stopped"
+
+
 # -- (d) start-up errors: documented exit codes, one line, no traceback -----------------
 
 
