@@ -6,6 +6,7 @@ import abc
 import os
 import shutil
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +52,16 @@ class DataSource(abc.ABC):
 
 @dataclass(frozen=True)
 class WorkingCopies:
-    """Where, with how much memory and how many threads DuckDB serves file datasets."""
+    """Where, with how much memory and how many threads DuckDB serves file datasets.
+
+    ``settle_seconds``: a file modified more recently than this may still be being
+    written; queries meanwhile use the copy of the previous file.
+    """
 
     folder: Path
     memory_mb: int = 128
     threads: int | None = None  # DuckDB's default: one per core
+    settle_seconds: float = 1.0
 
 
 class DuckDbFileSource(DataSource):
@@ -85,6 +91,7 @@ class DuckDbFileSource(DataSource):
         self._source = source
         self._lock = threading.Lock()
         self._copy: Path | None = None
+        self._settle = copies.settle_seconds if copies is not None else 0.0
         threads: dict[str, str | bool | int | float | list[str]] = (
             {"threads": copies.threads} if copies and copies.threads else {}
         )
@@ -182,14 +189,29 @@ class DuckDbFileSource(DataSource):
         self._stamp = stamp
 
     def _fresh(self) -> None:
-        """Rebuild the working copy if the file changed since it was made."""
+        """Rebuild the working copy if the file changed since it was made.
+
+        A file still settling (just modified) is not read yet; one that changes
+        while it is read is read again at the next query. Both times the previous
+        copy answers. A file that stays unreadable fails its queries.
+        """
         if self._copy is None:
             return
-        if self._file_stamp() == self._stamp:
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return
+        if stamp is not None and time.time() - stamp[0] / 1e9 < self._settle:
             return
         with self._lock:  # one thread rebuilds; the others then find it done
-            if self._stamp is None or self._file_stamp() != self._stamp:
+            stamp = self._file_stamp()
+            if stamp == self._stamp:
+                return
+            try:
                 self._load()
+            except SourceError:
+                if self._file_stamp() != stamp:
+                    return  # replaced while being read: the next query retries
+                raise
 
     def table(self) -> TableClause:
         """Return the working copy (or the view over the file)."""
