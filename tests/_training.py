@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +33,18 @@ def training_policy(
     secure_aggregation_required: bool = False,
     max_rounds: int = 100,
     lifetime_rho: float = 1_000.0,
+    dataset: str = "incidents",
+    schema: Mapping[str, Mapping[str, Any]] = SCHEMA,
+    columns: tuple[str, ...] = (*FEATURES, LABEL),
 ) -> dict[str, Any]:
-    """A node policy that permits training the incidents model."""
+    """A node policy that permits training on ``dataset`` (the incidents model)."""
     permission: dict[str, Any] = {
-        "uid": "train-incidents",
+        "uid": f"train-{dataset}",
         "assignees": ["role:coordinator"],
-        "datasets": ["incidents"],
+        "datasets": [dataset],
         "actions": ["train"],
         "purposes": list(purposes),
-        "columns": [*FEATURES, LABEL],
+        "columns": list(columns),
         "max_rho": max_rho,
         "exact": exact,
         "max_rounds": max_rounds,
@@ -57,10 +60,10 @@ def training_policy(
     return {
         "policy": {"delta": 1e-6, "privacy_unit": {"max_rows_per_person": 1}},
         "datasets": {
-            "incidents": {
-                "never_release": ["incident_id"],
+            dataset: {
+                "never_release": [k for k in schema if k == "incident_id"],
                 "columns": {
-                    k: dict(v) for k, v in SCHEMA.items() if k != "incident_id"
+                    k: dict(v) for k, v in schema.items() if k != "incident_id"
                 },
             }
         },
@@ -110,9 +113,14 @@ class TrainingFederation:
 
 
 def start_training_federation(
-    root: Path, policies: Mapping[str, dict[str, Any]]
+    root: Path,
+    policies: Mapping[str, dict[str, Any]],
+    prepare: Callable[[DemoFederation], None] | None = None,
 ) -> TrainingFederation:
+    """Provision three agencies, let ``prepare`` add to their sites, serve them."""
     fed = provision(root, rows=ROWS, policies=dict(policies))
+    if prepare is not None:
+        prepare(fed)
     servers = {}
     for site in fed.sites:
         config = node.load_node_config(site.node_config)
