@@ -17,7 +17,7 @@ from node._config import NodeConfig, load_node_config
 from node._errors import NodeStartupError
 from node._exit import EXIT_CODE_HELP, ExitCode
 from node._logging import LogFormat, configure_logging
-from node._server import create_server, serve
+from node._server import check_node, create_server, serve
 
 cli = typer.Typer(
     name="node",
@@ -118,13 +118,18 @@ def check_command(config: ConfigOption) -> None:
     """Check node.toml, its policy, certificates and data sources, then exit."""
     cfg = _load(config)
     try:
-        node = create_server(cfg, listen="127.0.0.1:0", working_copies=False)
+        report = check_node(cfg)
     except NodeStartupError as exc:
         raise _fail(str(exc), exc.exit_code) from None
-    node.stop(0)
+    state = (
+        "no state yet (made at the first start)"
+        if report.log_records is None
+        else f"decision log of {report.log_records} records, {report.log_signed} signed"
+    )
     _err.print(
         f"[green]ok:[/green] node {cfg.node.agency}/{cfg.node.name}: "
-        f"{len(cfg.datasets)} dataset(s), policy {cfg.policy.file.name}"
+        f"{report.datasets} dataset(s), policy {cfg.policy.file.name}; {state}",
+        soft_wrap=True,
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 import grpc
+import sqlalchemy as sa
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -229,46 +230,11 @@ def load_checked_policy(path: Path, agency: str) -> policies.LoadedPolicy:
     return loaded
 
 
-def create_server(
-    config: NodeConfig,
-    *,
-    insecure: bool = False,
-    enable_reflection: bool = False,
-    listen: str | None = None,
-    clock: Clock = _utcnow,
-    working_copies: bool = True,
-) -> NodeServer:
-    """Build a node server from ``config`` (not started).
-
-    With ``working_copies=False`` file datasets are read in place (a check of the
-    configuration beside a running node must not take its working copies).
-
-    Raises
-    ------
-    NodeStartupError
-        With the exit code for the problem (policy, TLS, source, bind).
-    """
-    try:
-        loaded = policies.load_policy(config.policy.file)
-    except tomlconf.ConfigError as exc:
-        raise NodeStartupError(
-            f"policy invalid: {exc}", ExitCode.POLICY_INVALID
-        ) from None
-    if loaded.policy.policy.agency != config.node.agency:
-        raise NodeStartupError(
-            f"{config.policy.file}: policy.agency is {loaded.policy.policy.agency!r}, "
-            f"but node.toml declares agency {config.node.agency!r}",
-            ExitCode.POLICY_INVALID,
-        )
-    identity, material = _identity(config, insecure, clock)
+def _open_sources(
+    config: NodeConfig, copies: WorkingCopies | None
+) -> dict[str, DataSource]:
+    """Open every declared dataset's source (all, or none: a failure closes them)."""
     sources: dict[str, DataSource] = {}
-    copies = (
-        WorkingCopies(
-            config.node.work_dir, config.node.file_memory_mb, config.node.file_threads
-        )
-        if working_copies
-        else None
-    )
     try:
         for spec in config.datasets:
             sources[spec.id] = open_source(spec, copies)
@@ -276,6 +242,106 @@ def create_server(
         for source in sources.values():
             source.close()
         raise NodeStartupError(str(exc), ExitCode.SOURCE_INVALID) from None
+    return sources
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What ``accord node check`` found: the state is ``None`` before a first start."""
+
+    datasets: int
+    log_records: int | None
+    log_signed: int | None
+
+
+def check_node(config: NodeConfig, *, clock: Clock = _utcnow) -> CheckReport:
+    """Check what the node would start from -- changing nothing, beside a running node.
+
+    Policy, certificates and every data source (files read in place: no working
+    copies), then the state: the decision log read-only, and its signing key against
+    the log's verifier key.
+
+    Raises
+    ------
+    NodeStartupError
+        With the exit code the node would stop with.
+    """
+    load_checked_policy(config.policy.file, config.node.agency)
+    identity, _ = _identity(config, False, clock)
+    for source in _open_sources(config, None).values():
+        source.close()
+    url = config.node.state_url
+    if url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database
+        if not database or database == ":memory:" or not Path(database).is_file():
+            return CheckReport(len(config.datasets), None, None)  # made at start
+    try:
+        reader = auditlog.open_log_reader(url)
+    except auditlog.AuditLogError as exc:
+        if "holds no decision log" in str(exc):
+            return CheckReport(len(config.datasets), None, None)
+        raise NodeStartupError(
+            f"state database {url}: {exc}", ExitCode.STATE_INVALID
+        ) from None
+    try:
+        origin = auditlog.log_origin(identity.agency, identity.federation)
+        if not config.audit.key.is_file():
+            raise NodeStartupError(
+                f"decision log: its signing key {config.audit.key} is missing; the "
+                "node would refuse the stored log",
+                ExitCode.STATE_INVALID,
+            )
+        try:
+            key = auditlog.load_or_create_log_key(config.audit.key)
+        except auditlog.AuditLogError as exc:
+            raise NodeStartupError(
+                f"decision log: {exc}", ExitCode.STATE_INVALID
+            ) from None
+        if reader.origin != origin or reader.verifier_key != (
+            auditlog.encode_verifier_key(origin, key.public_key())
+        ):
+            raise NodeStartupError(
+                f"decision log: {config.audit.key} is not the key of the stored log "
+                f"({reader.verifier_key})",
+                ExitCode.STATE_INVALID,
+            )
+        latest = reader.latest_checkpoint()
+        return CheckReport(
+            len(config.datasets),
+            reader.size(),
+            latest.tree_size if latest is not None else 0,
+        )
+    except auditlog.AuditLogError as exc:
+        raise NodeStartupError(
+            f"state database {url}: {exc}", ExitCode.STATE_INVALID
+        ) from None
+    finally:
+        reader.close()
+
+
+def create_server(
+    config: NodeConfig,
+    *,
+    insecure: bool = False,
+    enable_reflection: bool = False,
+    listen: str | None = None,
+    clock: Clock = _utcnow,
+) -> NodeServer:
+    """Build a node server from ``config`` (not started).
+
+    Raises
+    ------
+    NodeStartupError
+        With the exit code for the problem (policy, TLS, source, bind).
+    """
+    loaded = load_checked_policy(config.policy.file, config.node.agency)
+    identity, material = _identity(config, insecure, clock)
+    sources = _open_sources(
+        config,
+        WorkingCopies(
+            config.node.work_dir, config.node.file_memory_mb, config.node.file_threads
+        ),
+    )
     holder = PolicyHolder(loaded)
     state = _open_state(config, identity, clock)
     closers: list[Callable[[], None]] = [

@@ -198,29 +198,97 @@ def test_federation_cli_error(tmp_path: Path) -> None:
     assert f"{path}:2: federation.name" in result.output
 
 
-def test_node_check_beside_a_running_node_leaves_its_working_copies(
-    federation: Any,
-) -> None:
-    """`accord node check` reads file datasets in place: the serving node keeps going."""
+def _log_state(url: str) -> tuple[int, int]:
+    from policies import auditlog
+
+    reader = auditlog.open_log_reader(url)
+    try:
+        latest = reader.latest_checkpoint()
+        return reader.size(), latest.tree_size if latest is not None else 0
+    finally:
+        reader.close()
+
+
+def test_node_check_beside_a_running_node_changes_nothing(federation: Any) -> None:
+    """`accord node check` reads files in place and the log read-only."""
+    with federation.coordinator() as hub:  # leave records the log has not signed
+        hub.query(
+            coordinator.QuerySpec(
+                dataset="incidents",
+                aggregations=(coordinator.Aggregation("count"),),
+                purpose="statistics",
+                exact=True,
+            )
+        )
     for site in federation.fed.sites:
         config = node.load_node_config(site.node_config)
         copies = sorted(config.node.work_dir.glob("*.duckdb"))
         files = [d for d in config.datasets if d.source.kind != "sql"]
         assert len(copies) == len(files)  # the serving node's working copies
         before = [(p, p.stat().st_ino) for p in copies]
+        log_before = _log_state(config.node.state_url)
+        assert log_before[0] > log_before[1]  # an unsigned tail a writer would sign
         result = CliRunner().invoke(
             app, ["node", "check", "--config", str(site.node_config)]
         )
         assert result.exit_code == 0, result.output
-        assert "ok:" in result.output
+        assert f"decision log of {log_before[0]} records" in result.output
         assert [(p, p.stat().st_ino) for p in copies] == before
         assert sorted(config.node.work_dir.glob("*.duckdb")) == copies
-    spec = coordinator.QuerySpec(
-        dataset="incidents",
-        aggregations=(coordinator.Aggregation("count"),),
-        purpose="statistics",
-        exact=True,
+        assert _log_state(config.node.state_url) == log_before
+
+
+def test_node_check_before_a_first_start_creates_nothing(tmp_path: Path) -> None:
+    from demo import provision
+
+    fed = provision(tmp_path / "fed", agencies=("agency-b",), rows={"agency-b": 50})
+    site = fed.sites[0]
+    config = node.load_node_config(site.node_config)
+    result = CliRunner().invoke(
+        app, ["node", "check", "--config", str(site.node_config)]
     )
-    with federation.coordinator() as hub:
-        result = hub.query(spec)
-    assert len(result.contributors) == len(federation.fed.sites)
+    assert result.exit_code == 0, result.output
+    assert "no state yet" in result.output
+    state = config.node.state_url.removeprefix("sqlite:///")
+    assert not Path(state).exists()
+    assert not config.audit.key.exists()
+    assert not config.node.work_dir.exists()
+
+
+def test_node_check_names_a_log_key_that_does_not_match(
+    federation: Any, tmp_path: Path
+) -> None:
+    import tomllib
+
+    import tomli_w
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    site = federation.fed.sites[0]
+    other_key = tmp_path / "other.key"
+    other_key.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+        )
+    )
+    other_key.chmod(0o600)
+    config = tomllib.loads(site.node_config.read_text())
+    config["audit"] = {**config.get("audit", {}), "key": str(other_key)}
+    for name in ("ca", "cert", "key"):
+        config["tls"][name] = str(site.node_config.parent / config["tls"][name])
+    config["policy"]["file"] = str(site.node_config.parent / config["policy"]["file"])
+    config["node"]["state_url"] = node.load_node_config(site.node_config).node.state_url
+    for dataset in config["datasets"]:
+        source = dataset["source"]
+        if "path" in source:
+            source["path"] = str(site.node_config.parent / source["path"])
+    path = tmp_path / "node.toml"
+    path.write_text(tomli_w.dumps(config))
+    result = CliRunner().invoke(app, ["node", "check", "--config", str(path)])
+    assert result.exit_code == node.ExitCode.STATE_INVALID, result.output
+    assert f"{other_key} is not the key of the stored log" in result.output
+    assert "Traceback" not in result.output
