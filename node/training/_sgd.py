@@ -82,6 +82,36 @@ class Model(abc.ABC):
         return int(first.shape[0])
 
 
+class AffineModel(Model):
+    """A model of one weight per input and a bias: ``x @ weights + bias``.
+
+    Its gradient, for any loss whose derivative in the affine output is ``error``
+    per example, is ``x.T @ error`` and ``sum(error)``.
+    """
+
+    def shapes(
+        self, inputs: int, options: Mapping[str, float]
+    ) -> dict[str, tuple[int, ...]]:
+        """Weights ``(inputs,)`` and bias ``(1,)``."""
+        return {"weights": (inputs,), "bias": (1,)}
+
+    def initial(
+        self, inputs: int, options: Mapping[str, float], rng: np.random.Generator
+    ) -> Params:
+        """All zeros: the losses of both affine models are convex."""
+        return {"weights": np.zeros(inputs), "bias": np.zeros(1)}
+
+    @staticmethod
+    def affine(params: Params, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Return ``x @ weights + bias``."""
+        return np.asarray(x @ params["weights"] + params["bias"][0])
+
+    @staticmethod
+    def affine_gradient(x: NDArray[np.float64], error: NDArray[np.float64]) -> Params:
+        """Return the gradient of ``sum(error * affine(x))`` in the parameters."""
+        return {"weights": x.T @ error, "bias": np.array([error.sum()])}
+
+
 def sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
     """Return the logistic function of ``z``, without overflow."""
     return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)))
