@@ -277,9 +277,9 @@ def check_node(config: NodeConfig, *, clock: Clock = _utcnow) -> CheckReport:
             return CheckReport(len(config.datasets), None, None)  # made at start
     try:
         reader = auditlog.open_log_reader(url)
+    except auditlog.LogMissing:  # tables made at the first start
+        return CheckReport(len(config.datasets), None, None)
     except auditlog.AuditLogError as exc:
-        if "holds no decision log" in str(exc):
-            return CheckReport(len(config.datasets), None, None)
         raise NodeStartupError(
             f"state database {url}: {exc}", ExitCode.STATE_INVALID
         ) from None

@@ -14,6 +14,7 @@ import node.training
 from coordinator.training import GrpcTrainingLink, SqlJobStore, Trainer, TrainSpec
 from demo import DemoFederation, provision
 from demo._incidents import SCHEMA
+from tests.conftest import start_nodes
 
 FEATURES = ["region", "offence", "severity", "suspects", "damage_eur"]
 LABEL = "cross_border"
@@ -121,12 +122,7 @@ def start_training_federation(
     fed = provision(root, rows=ROWS, policies=dict(policies))
     if prepare is not None:
         prepare(fed)
-    servers = {}
-    for site in fed.sites:
-        config = node.load_node_config(site.node_config)
-        server = node.create_server(config, listen="127.0.0.1:0")
-        server.start()
-        servers[site.agency] = server
+    servers = start_nodes(fed)
     path = fed.write_federation_file({a: s.address for a, s in servers.items()})
     return TrainingFederation(fed, servers, path)
 

@@ -37,6 +37,7 @@ from ._logerrors import InvalidPageToken as InvalidPageToken
 from ._logerrors import LogClosed as LogClosed
 from ._logerrors import LogCorrupted as LogCorrupted
 from ._logerrors import LogKeyError as LogKeyError
+from ._logerrors import LogMissing as LogMissing
 from ._logerrors import LogUnavailable as LogUnavailable
 from ._logerrors import OutOfRange as OutOfRange
 from ._merkle import EMPTY_ROOT as EMPTY_ROOT
@@ -127,6 +128,7 @@ __all__ = [
     "LogCorrupted",
     "LogInfo",
     "LogKeyError",
+    "LogMissing",
     "LogSource",
     "LogStore",
     "LogUnavailable",

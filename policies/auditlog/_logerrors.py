@@ -6,6 +6,8 @@ They extend the tree of :mod:`policies.auditlog._errors`::
       x LogUnavailable         the log cannot be written or read now (database
                                down, commit failed); nothing was acknowledged
         x LogClosed            the log was closed; it takes no more records
+        x LogMissing           a reader found no log: no database file, or a
+                               database without the log's tables or row
       x LogCorrupted           at start, the stored log fails its own checks
                                (gap, broken chain head, checkpoint mismatch);
                                the writer refuses to write on top of it
@@ -31,6 +33,7 @@ __all__ = [
     "LogClosed",
     "LogCorrupted",
     "LogKeyError",
+    "LogMissing",
     "LogUnavailable",
     "OutOfRange",
 ]
@@ -42,6 +45,10 @@ class LogUnavailable(AuditLogError):
 
 class LogClosed(LogUnavailable):
     """The log was closed and takes no more records."""
+
+
+class LogMissing(LogUnavailable):
+    """There is no decision log where a reader looked (nothing was created)."""
 
 
 class LogCorrupted(AuditLogError):

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ._logerrors import LogUnavailable, OutOfRange
+from ._logerrors import LogMissing, OutOfRange
 from ._merkle import MerkleTree
 from ._note import parse_verifier_key
 from ._pages import decode_token, encode_token
@@ -430,16 +430,16 @@ def open_log_reader(url: str) -> DecisionLogReader:
 
     Raises
     ------
+    LogMissing
+        If there is no decision log at ``url`` (a kind of ``LogUnavailable``).
     LogUnavailable
-        If there is no decision log at ``url`` or it cannot be read.
+        If it cannot be read.
     """
     store = SqlLogStore(url, create=False)
     try:
         info = store.read_info()
         if info is None:
-            raise LogUnavailable(
-                "the database holds no decision log (no audit_log row)"
-            )
+            raise LogMissing("the database holds no decision log (no audit_log row)")
         return DecisionLogReader(store, info)
     except BaseException:
         store.close()

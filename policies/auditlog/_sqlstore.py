@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from policies.ledger import begin_write, make_engine
 
-from ._logerrors import LogUnavailable
+from ._logerrors import LogMissing, LogUnavailable
 from ._store import (
     LogInfo,
     LogStore,
@@ -210,7 +210,7 @@ class SqlLogStore(LogStore):
                     "(sqlite:///path/audit.db)"
                 )
             if not create and not Path(database).is_file():
-                raise LogUnavailable(f"no decision log database at {database}")
+                raise LogMissing(f"no decision log database at {database}")
         try:
             self._reader = _read_engine(url)
             self._writer: sa.Engine | None = None
@@ -223,7 +223,7 @@ class SqlLogStore(LogStore):
                 if url.startswith("sqlite"):
                     self._checkpointer = _WalCheckpointer(self._reader)
             elif not sa.inspect(self._reader).has_table("audit_records"):
-                raise LogUnavailable(
+                raise LogMissing(
                     f"{self._describe()} holds no decision log (no audit_records table)"
                 )
         except sa.exc.SQLAlchemyError as exc:
