@@ -8,6 +8,8 @@
                                metadata={budget, policy, revision})
   * DecisionNotLogged       -> UNAVAILABLE: the decision could not be made durable,
                                so no answer leaves the node
+  * BudgetUnavailable       -> UNAVAILABLE: the budget ledger could not be read or
+                               written, so nothing was spent and no answer leaves
   * Unauthenticated         -> UNAUTHENTICATED
   * SourceUnavailable       -> UNAVAILABLE (no detail about the data)
   * ShuttingDown            -> UNAVAILABLE
@@ -117,6 +119,12 @@ class BudgetExceeded(NodeError):
 
 class DecisionNotLogged(NodeError):
     """The decision log could not record the decision; the request is not answered."""
+
+    code = code_pb2.UNAVAILABLE
+
+
+class BudgetUnavailable(NodeError):
+    """The budget ledger failed; nothing was reserved and the request is not answered."""
 
     code = code_pb2.UNAVAILABLE
 

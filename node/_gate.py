@@ -22,6 +22,7 @@ import pki
 import policies
 from node._errors import (
     BudgetExceeded,
+    BudgetUnavailable,
     DecisionNotLogged,
     NodeError,
     PolicyDenied,
@@ -348,6 +349,22 @@ class Gate:
                 f"does not cover this request ({exc.cost_rho:.6g} rho asked, "
                 f"{exc.remaining_rho:.6g} left)",
                 metadata={**rule_meta, "rule": exc.budget_id, "budget": exc.budget_id},
+            ) from None
+        except ledger.LedgerError as exc:
+            _log.error(
+                "budget ledger unavailable",
+                extra={"fields": {"query_id": ticket.query_id, "error": str(exc)}},
+            )
+            self._append(
+                ticket,
+                decision="error",
+                reason="the budget ledger is unavailable; nothing was spent",
+                digest=loaded.digest,
+                rules=decision.matched_rules,
+            )
+            raise BudgetUnavailable(
+                "the node could not reserve privacy budget, so it does not answer; "
+                "retry later"
             ) from None
         for balance in balances:
             if balance.past_threshold:

@@ -443,3 +443,70 @@ def test_secure_sums_of_wide_float_columns_fit_the_encoding(
     # 8 fraction bits: each value within 2^-9 of its encoding.
     assert group.values[0].value == pytest.approx(total, abs=sum(ROWS.values()) * 2**-9)
     assert group.values[1].value == pytest.approx(mean, abs=2**-9)
+
+
+def test_a_failing_ledger_refuses_with_unavailable_and_logs_an_error(
+    tmp_path: Path,
+) -> None:
+    """The ledger's table gone: UNAVAILABLE, an "error" record, nothing spent."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    import node
+    from policies import auditlog
+
+    fed = provision(
+        tmp_path,
+        agencies=["agency-a"],
+        rows={"agency-a": 200},
+        policies={"agency-a": open_policy("agency-a", exact=False)},
+    )
+    config = node.load_node_config(fed.sites[0].node_config)
+    database = sa.engine.make_url(config.node.state_url).database
+    assert database is not None
+    servers = start_nodes(fed)
+    spec = QuerySpec(
+        dataset="incidents",
+        aggregations=(Aggregation("count"),),
+        purpose="statistics",
+        rho=0.01,
+    )
+    try:
+        path = fed.write_federation_file({a: s.address for a, s in servers.items()})
+        with coordinator.Coordinator.from_config(
+            coordinator.load_federation(path)
+        ) as hub:
+            assert hub.query(spec).contributors  # the ledger works
+            with sqlite3.connect(database) as con:
+                spent_before = con.execute(
+                    "SELECT sum(spent_nrho) FROM budget_spend"
+                ).fetchone()
+                con.execute("ALTER TABLE budget_spend RENAME TO budget_spend_away")
+            broken = hub.query(spec)
+            with sqlite3.connect(database) as con:
+                con.execute("ALTER TABLE budget_spend_away RENAME TO budget_spend")
+                spent_after = con.execute(
+                    "SELECT sum(spent_nrho) FROM budget_spend"
+                ).fetchone()
+            again = hub.query(spec)  # the node recovers with the table back
+    finally:
+        for server in servers.values():
+            server.stop(0)
+    assert not broken.contributors
+    [outcome] = broken.outcomes
+    assert outcome.code == grpc.StatusCode.UNAVAILABLE.name
+    assert "privacy budget" in outcome.message
+    assert "budget_spend" not in outcome.message  # no storage detail leaves
+    assert spent_after == spent_before
+    assert again.contributors
+    reader = auditlog.open_log_reader(config.node.state_url)
+    try:
+        stored = reader.records(None, page_size=100).records
+    finally:
+        reader.close()
+    records = [auditlog.DecisionRecord.from_json(r.canonical_json) for r in stored]
+    queries = [r for r in records if r.method == "RunQuery"]
+    assert [r.decision for r in queries] == ["allow", "error", "allow"]
+    assert queries[1].reason == "the budget ledger is unavailable; nothing was spent"
+    assert queries[1].privacy_charged == 0

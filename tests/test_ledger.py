@@ -17,6 +17,7 @@ from policies import BudgetCharge
 from policies.ledger import (
     BudgetExhausted,
     BudgetLedger,
+    DirectWriter,
     MemoryBudgetLedger,
     SqlBudgetLedger,
     begin_write,
@@ -284,3 +285,68 @@ def test_writers_of_one_sqlite_file_take_turns_without_busy_waits(
         assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 400
     for engine in engines:
         engine.dispose()
+
+
+_pairs = sa.Table(
+    "direct_pairs",
+    sa.MetaData(),
+    sa.Column("k", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _direct_writer_round(url: str) -> None:
+    engine = make_engine(url)
+    _pairs.drop(engine, checkfirst=True)
+    _pairs.create(engine)
+    writer = DirectWriter(engine)
+    insert = writer.prepare(sa.insert(_pairs), ("k", "at"))
+    count = writer.prepare(sa.select(sa.func.count()).select_from(_pairs))
+    try:
+        with writer.transaction() as cursor:
+            cursor.execute(insert.sql, insert.params({"k": 1, "at": NOW}))
+        # A duplicate key part-way: the whole transaction is rolled back, and the
+        # driver's error arrives as SQLAlchemy's.
+        with pytest.raises(sa.exc.IntegrityError):
+            with writer.transaction() as cursor:
+                cursor.execute(insert.sql, insert.params({"k": 2, "at": NOW}))
+                cursor.execute(insert.sql, insert.params({"k": 1, "at": NOW}))
+        with pytest.raises(RuntimeError):  # any error in the body rolls back too
+            with writer.transaction() as cursor:
+                cursor.execute(insert.sql, insert.params({"k": 3, "at": NOW}))
+                raise RuntimeError("caller gave up")
+
+        # The writer is usable afterwards, from several threads at once.
+        def add(base: int) -> None:
+            for i in range(20):
+                with writer.transaction() as cursor:
+                    cursor.execute(
+                        insert.sql, insert.params({"k": base + i, "at": NOW})
+                    )
+
+        threads = [threading.Thread(target=add, args=(100 * t,)) for t in range(1, 5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with writer.transaction() as cursor:
+            cursor.execute(count.sql, count.params({}))
+            assert cursor.fetchone()[0] == 81
+        with engine.connect() as conn:
+            keys = [r.k for r in conn.execute(sa.select(_pairs.c.k))]
+            [at] = {r.at for r in conn.execute(sa.select(_pairs.c.at))}
+        assert 2 not in keys and 3 not in keys
+        assert at.replace(tzinfo=UTC) == NOW  # the DateTime went through its type
+    finally:
+        writer.close()
+        _pairs.drop(engine, checkfirst=True)
+        engine.dispose()
+
+
+def test_direct_writer_sqlite(tmp_path: Path) -> None:
+    _direct_writer_round(f"sqlite:///{tmp_path / 'state.db'}")
+
+
+@pytest.mark.postgres
+def test_direct_writer_postgres(postgres_url: str) -> None:
+    _direct_writer_round(postgres_url)

@@ -8,6 +8,10 @@ exact samplers (Canonne, Kamath & Steinke 2020) fed by OpenSSL's CSPRNG, immune 
 the floating-point attacks on textbook noise (REFERENCES c.2). Never numpy or Python
 ``random``.
 
+Vectors shorter than a block take their noise from a :class:`NoisePool`: the same
+measurement's draws, made a block at a time on a vector of zeros and each used once,
+so a one-cell release does not pay OpenDP's per-call conversion cost.
+
 Calibration is analytic -- ``sigma = Delta / sqrt(2 rho)``, ``b = Delta / epsilon`` --
 then checked against OpenDP's own privacy map, and nudged up by ulps until the map
 reports at most the requested loss, so a release never costs more than it was
@@ -31,6 +35,7 @@ from node.privacy._accounting import rho_for_epsilon
 from node.privacy._checks import check_int, check_positive
 from node.privacy._fixedpoint import INT64_MAX
 from node.privacy._noise import DISCRETE_GAUSSIAN, DISCRETE_LAPLACE, Mechanism, Noise
+from node.privacy._pool import NoisePool
 
 IntVector = npt.NDArray[np.int64]
 
@@ -63,6 +68,27 @@ def opendp_measurement(noise: Noise) -> Any:
     if noise.mechanism == DISCRETE_GAUSSIAN:
         return dp.m.make_gaussian(domain, dp.l2_distance(T=dp.i64), scale=noise.scale)
     return dp.m.make_laplace(domain, dp.l1_distance(T=dp.i64), scale=noise.scale)
+
+
+def _draw_block(noise: Noise, n: int) -> list[int]:
+    """Return ``n`` independent draws of ``noise`` from OpenDP's sampler."""
+    return [int(v) for v in opendp_measurement(noise)(np.zeros(n, dtype=np.int64))]
+
+
+#: Draws for small releases, shared by every thread of the process.
+NOISE_POOL = NoisePool(_draw_block)
+
+
+def _saturating_sum(values: IntVector, noise: Sequence[int]) -> IntVector:
+    """Return ``values + noise`` clamped to int64, as OpenDP's own addition does."""
+    low = -INT64_MAX - 1
+    return np.array(
+        [
+            min(INT64_MAX, max(low, int(v) + z))
+            for v, z in zip(values, noise, strict=True)
+        ],
+        dtype=np.int64,
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -254,10 +280,10 @@ def noisy_integers(
         epsilon = check_positive("epsilon", epsilon)
         noise = Noise(DISCRETE_LAPLACE, laplace_scale(sensitivity, epsilon))
         cost, pure = rho_for_epsilon(epsilon), epsilon
-    if vector.size:
+    if vector.size >= NOISE_POOL.block:
         noisy = np.asarray(opendp_measurement(noise)(vector), dtype=np.int64)
     else:
-        noisy = np.zeros(0, dtype=np.int64)
+        noisy = _saturating_sum(vector, NOISE_POOL.take(noise, int(vector.size)))
     noisy.setflags(write=False)
     return Release(
         values=noisy, noise=noise, rho=cost, epsilon=pure, sensitivity=sensitivity

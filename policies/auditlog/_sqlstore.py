@@ -8,9 +8,10 @@ UTC -- ``requester``, ``purpose``, ``decision``, ``dataset``) and
 ``time_us``). A batch of records and its checkpoint go in one transaction
 (SQLite: ``BEGIN IMMEDIATE``), so a crash leaves all of a batch or none of it.
 
-The writer uses :func:`policies.ledger.make_engine` and
-:func:`policies.ledger.begin_write` (so it takes turns with the budget ledger on the
-same SQLite file instead of sleeping in the busy handler); readers use a second engine
+The writer uses :func:`policies.ledger.make_engine`, and commits batches through a
+:class:`policies.ledger.DirectWriter` (so it takes turns with the budget ledger on the
+same SQLite file instead of sleeping in the busy handler, and skips SQLAlchemy's
+per-statement machinery on the hot path); readers use a second engine
 whose transactions do not take SQLite's write lock, so reading never waits for a
 commit. With SQLite, the writer's connection does not checkpoint the WAL into the
 database itself (that would add a second fsync to an unlucky commit, every few
@@ -28,7 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from policies.ledger import begin_write, make_engine
+from policies.ledger import DirectWriter, begin_write, make_engine
 
 from ._logerrors import LogMissing, LogUnavailable
 from ._store import (
@@ -86,6 +87,8 @@ checkpoints_table = sa.Table(
 
 
 _LAST_SEQ = sa.select(sa.func.coalesce(sa.func.max(records_table.c.seq), -1))
+_RECORD_KEYS = tuple(c.name for c in records_table.c)
+_CHECKPOINT_KEYS = tuple(c.name for c in checkpoints_table.c)
 
 
 def _reason(exc: sa.exc.SQLAlchemyError) -> str:
@@ -214,12 +217,21 @@ class SqlLogStore(LogStore):
         try:
             self._reader = _read_engine(url)
             self._writer: sa.Engine | None = None
+            self._direct: DirectWriter | None = None
             self._checkpointer: _WalCheckpointer | None = None
             if create:
                 self._writer = make_engine(url)
                 if url.startswith("sqlite"):
                     sa.event.listen(self._writer, "connect", _no_autocheckpoint)
                 metadata.create_all(self._writer)
+                self._direct = DirectWriter(self._writer)
+                self._last_seq = self._direct.prepare(_LAST_SEQ)
+                self._insert_record = self._direct.prepare(
+                    sa.insert(records_table), _RECORD_KEYS
+                )
+                self._insert_checkpoint = self._direct.prepare(
+                    sa.insert(checkpoints_table), _CHECKPOINT_KEYS
+                )
                 if url.startswith("sqlite"):
                     self._checkpointer = _WalCheckpointer(self._reader)
             elif not sa.inspect(self._reader).has_table("audit_records"):
@@ -310,27 +322,33 @@ class SqlLogStore(LogStore):
         expected_size: int,
     ) -> None:
         """Store records and a checkpoint in one transaction."""
-        engine = self._write_engine()
+        if self._direct is None:
+            raise LogUnavailable("this decision log was opened read-only")
         try:
-            with begin_write(engine) as conn:
-                size = conn.execute(_LAST_SEQ).scalar_one()
+            with self._direct.transaction() as cursor:
+                cursor.execute(self._last_seq.sql, self._last_seq.params({}))
+                size = cursor.fetchone()[0]
                 if size + 1 != expected_size:
                     raise LogUnavailable(
                         f"the log holds {size + 1} records, expected {expected_size}: "
                         "another process wrote to it"
                     )
                 if records:
-                    conn.execute(
-                        sa.insert(records_table), [_record_row(r) for r in records]
+                    insert = self._insert_record
+                    cursor.executemany(
+                        insert.sql, [insert.params(_record_row(r)) for r in records]
                     )
                 if checkpoint is not None:
-                    conn.execute(
-                        sa.insert(checkpoints_table).values(
-                            tree_size=checkpoint.tree_size,
-                            root_hash=checkpoint.root_hash,
-                            note=checkpoint.note,
-                            time_us=to_micros(checkpoint.time),
-                        )
+                    cursor.execute(
+                        self._insert_checkpoint.sql,
+                        self._insert_checkpoint.params(
+                            {
+                                "tree_size": checkpoint.tree_size,
+                                "root_hash": checkpoint.root_hash,
+                                "note": checkpoint.note,
+                                "time_us": to_micros(checkpoint.time),
+                            }
+                        ),
                     )
         except sa.exc.SQLAlchemyError as exc:
             raise LogUnavailable(
@@ -389,6 +407,8 @@ class SqlLogStore(LogStore):
         if self._checkpointer is not None:
             self._checkpointer.close()
             self._checkpointer = None
+        if self._direct is not None:
+            self._direct.close()
         self._reader.dispose()
         if self._writer is not None:
             self._writer.dispose()

@@ -6,6 +6,7 @@ from policies.ledger._ledger import Balance as Balance
 from policies.ledger._ledger import BudgetLedger as BudgetLedger
 from policies.ledger._ledger import MemoryBudgetLedger as MemoryBudgetLedger
 from policies.ledger._sql import SqlBudgetLedger as SqlBudgetLedger
+from policies.ledger._storage import DirectWriter as DirectWriter
 from policies.ledger._storage import begin_write as begin_write
 from policies.ledger._storage import make_engine as make_engine
 
@@ -13,6 +14,7 @@ __all__ = [
     "Balance",
     "BudgetExhausted",
     "BudgetLedger",
+    "DirectWriter",
     "LedgerError",
     "MemoryBudgetLedger",
     "SqlBudgetLedger",

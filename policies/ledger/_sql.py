@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from policies._request import BudgetCharge
 from policies.ledger._errors import BudgetExhausted, LedgerError
 from policies.ledger._ledger import Balance, BudgetLedger, Reservations
-from policies.ledger._storage import begin_write, make_engine
+from policies.ledger._storage import DirectWriter, begin_write, make_engine
 from policies.ledger._units import cost_units, limit_units, to_rho
 
 metadata = sa.MetaData()
@@ -97,7 +97,11 @@ class SqlBudgetLedger(BudgetLedger):
             raise LedgerError(
                 f"cannot open the budget ledger: {type(exc).__name__}"
             ) from None
-        self._charge = _charge_statement(self._engine.dialect.name)
+        self._writer = DirectWriter(self._engine)
+        self._charge = self._writer.prepare(
+            _charge_statement(self._engine.dialect.name)
+        )
+        self._spent = self._writer.prepare(_SPENT)
         self._reserved: Reservations[tuple[dict[str, str], int]] = Reservations()
 
     def reserve(
@@ -106,27 +110,31 @@ class SqlBudgetLedger(BudgetLedger):
         """Reserve all charges in one transaction, or none."""
         balances: list[Balance] = []
         taken: list[tuple[dict[str, str], int]] = []
-        with begin_write(self._engine) as conn:
-            for charge in charges:
-                key = _key(charge)
-                cost = cost_units(charge.cost_rho)
-                limit = limit_units(charge.limit_rho)
-                spent = (
-                    conn.execute(
-                        self._charge, {**key, "cost": cost, "limit": limit, "now": now}
-                    ).scalar_one_or_none()
-                    if cost <= limit
-                    else None
-                )
-                if spent is None:
-                    held = conn.execute(_SPENT, key).scalar_one_or_none() or 0
-                    raise BudgetExhausted(
-                        charge.budget_id,
-                        to_rho(max(0, limit - int(held))),
-                        charge.cost_rho,
-                    )
-                taken.append((key, cost))
-                balances.append(Balance(charge, to_rho(int(spent))))
+        try:
+            with self._writer.transaction() as cursor:
+                for charge in charges:
+                    key = _key(charge)
+                    cost = cost_units(charge.cost_rho)
+                    limit = limit_units(charge.limit_rho)
+                    row = None
+                    if cost <= limit:
+                        values = {**key, "cost": cost, "limit": limit, "now": now}
+                        cursor.execute(self._charge.sql, self._charge.params(values))
+                        row = cursor.fetchone()
+                    if row is None:
+                        cursor.execute(self._spent.sql, self._spent.params(key))
+                        held = cursor.fetchone()
+                        raise BudgetExhausted(
+                            charge.budget_id,
+                            to_rho(max(0, limit - int(held[0] if held else 0))),
+                            charge.cost_rho,
+                        )
+                    taken.append((key, cost))
+                    balances.append(Balance(charge, to_rho(int(row[0]))))
+        except sa.exc.SQLAlchemyError as exc:
+            raise LedgerError(
+                f"cannot reserve budget: {type(getattr(exc, 'orig', exc)).__name__}"
+            ) from None
         self._reserved.hold(request_id, taken)
         return balances
 
@@ -153,4 +161,5 @@ class SqlBudgetLedger(BudgetLedger):
 
     def close(self) -> None:
         """Dispose of the connection pool."""
+        self._writer.close()
         self._engine.dispose()
