@@ -829,3 +829,31 @@ def test_the_storage_surface_is_exported() -> None:
         assert module.startswith("policies.auditlog"), name
     assert auditlog.cli.info.name == "audit"
     assert set(auditlog.EXIT_CODES) == {1, 2, 3}
+
+
+def test_placing_a_record_sets_only_its_position_and_checks_it() -> None:
+    import dataclasses
+
+    from policies.auditlog import DecisionRecord
+
+    fields = make_fields(3)
+    fields.update(
+        columns=tuple(fields["columns"]),
+        matched_rules=tuple(fields["matched_rules"]),
+        recipients=tuple(fields["recipients"]),
+    )
+    template = DecisionRecord(seq=0, prev_hash="0" * 64, **fields)
+    head = sha256(b"head").hexdigest()
+    placed = template.placed(41, head)
+    assert placed == dataclasses.replace(template, seq=41, prev_hash=head)
+    assert placed.canonical_bytes() != template.canonical_bytes()
+    assert DecisionRecord.from_json(placed.to_json()) == placed
+    assert (template.seq, template.prev_hash) == (0, "0" * 64)  # unchanged
+    for seq, prev, field in [
+        (-1, head, "seq"),
+        (True, head, "seq"),
+        (1, head.upper(), "prev_hash"),
+        (1, head[:-1], "prev_hash"),
+    ]:
+        with pytest.raises(MalformedRecord, match=f"^{field}:"):
+            template.placed(seq, prev)

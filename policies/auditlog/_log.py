@@ -94,24 +94,40 @@ class DecisionFields(TypedDict, total=False):
 
 
 class _Pending:
-    """One queued append: its record template and the caller's wake-up."""
+    """One queued append: its record template and the caller's wake-up.
 
-    __slots__ = ("done", "error", "queued_at", "record", "template")
+    The wake-up is a lock held from the start and released once, when the writer
+    settles the append: cheaper than an Event, which wraps a lock in a Condition.
+    """
+
+    __slots__ = ("_settled", "error", "queued_at", "record", "template")
 
     def __init__(self, template: DecisionRecord) -> None:
         self.template = template
         self.queued_at = time.monotonic()
-        self.done = threading.Event()
+        self._settled = threading.Lock()
+        self._settled.acquire()
         self.record: DecisionRecord | None = None
         self.error: str | None = None
 
+    @property
+    def settled(self) -> bool:
+        return not self._settled.locked()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait until settled; ``False`` if ``timeout`` passed first."""
+        if not self._settled.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        self._settled.release()
+        return True
+
     def succeed(self, record: DecisionRecord) -> None:
         self.record = record
-        self.done.set()
+        self._settled.release()
 
     def fail(self, message: str) -> None:
         self.error = message
-        self.done.set()
+        self._settled.release()
 
 
 @dataclass
@@ -338,7 +354,7 @@ class DecisionLog(DecisionLogReader):
                 raise LogClosed("the decision log is closed")
             self._queue.append(pending)
             self._wake.notify()
-        if not pending.done.wait(timeout):
+        if not pending.wait(timeout):
             raise LogUnavailable(f"the decision log did not commit within {timeout} s")
         if pending.error is not None:
             raise LogUnavailable(pending.error)
@@ -400,7 +416,7 @@ class DecisionLog(DecisionLogReader):
             except Exception:  # pragma: no cover - a bug; keep callers from hanging
                 _log.exception("decision log writer failed")
                 for pending in batch:
-                    if not pending.done.is_set():
+                    if not pending.settled:
                         pending.fail("the decision log's writer failed")
             if stopping:
                 return
@@ -415,7 +431,7 @@ class DecisionLog(DecisionLogReader):
         done: list[tuple[_Pending, DecisionRecord]] = []
         seq, head = self._committed, self._head
         for pending in batch:
-            record = dataclasses.replace(pending.template, seq=seq, prev_hash=head)
+            record = pending.template.placed(seq, head)
             stored = StoredRecord.of(record)
             rows.append(stored)
             done.append((pending, record))

@@ -65,7 +65,7 @@ _STR_FIELDS = (
     "query_id",
     "method",
 )
-_HEX_FIELDS = ("request_hash", "policy_digest", "prev_hash")
+_DIGEST_FIELDS = ("request_hash", "policy_digest")  # prev_hash: _check_position
 _TUPLE_FIELDS = ("columns", "matched_rules", "recipients")
 
 
@@ -101,11 +101,24 @@ def _check_float(name: str, value: object, *, optional: bool) -> None:
         raise MalformedRecord(f"{name}: {_show(value)} is not finite")
 
 
-def _check_shared(get: Callable[[str], object]) -> None:
-    """Check the fields whose Python and JSON forms coincide; ``get`` reads one."""
+def _check_position(get: Callable[[str], object]) -> None:
+    """Check ``seq`` and ``prev_hash``; ``get`` reads one."""
     seq = get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise MalformedRecord(f"seq: expected an integer >= 0, got {_show(seq)}")
+    _check_hex("prev_hash", get("prev_hash"))
+
+
+def _check_hex(name: str, value: object) -> None:
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise MalformedRecord(
+            f"{name}: expected 64 lowercase hex digits, got {_show(value)}"
+        )
+
+
+def _check_shared(get: Callable[[str], object]) -> None:
+    """Check the fields whose Python and JSON forms coincide; ``get`` reads one."""
+    _check_position(get)
     operation = get("operation")
     if not isinstance(operation, str) or operation not in OPERATIONS:
         raise MalformedRecord(
@@ -119,12 +132,8 @@ def _check_shared(get: Callable[[str], object]) -> None:
     for name in _STR_FIELDS:
         if not isinstance(get(name), str):
             raise MalformedRecord(f"{name}: expected a string, got {_show(get(name))}")
-    for name in _HEX_FIELDS:
-        value = get(name)
-        if not isinstance(value, str) or not _HEX64.fullmatch(value):
-            raise MalformedRecord(
-                f"{name}: expected 64 lowercase hex digits, got {_show(value)}"
-            )
+    for name in _DIGEST_FIELDS:
+        _check_hex(name, get(name))
     charged = get("privacy_charged")
     _check_float("privacy_charged", charged, optional=False)
     assert isinstance(charged, float)
@@ -403,6 +412,36 @@ class DecisionRecord:
             If a string field cannot be encoded as UTF-8.
         """
         return encode_payload(self.to_dict())
+
+    def placed(self, seq: int, prev_hash: str) -> DecisionRecord:
+        """Return this record at position ``seq`` of the chain, after ``prev_hash``.
+
+        The log's writer places each queued record; only the two new fields are
+        checked, the others were checked when this record was made.
+
+        Parameters
+        ----------
+        seq : int
+            The record's position, from 0.
+        prev_hash : str
+            Hex chain hash of record ``seq - 1``.
+
+        Returns
+        -------
+        DecisionRecord
+            A copy with ``seq`` and ``prev_hash`` set.
+
+        Raises
+        ------
+        MalformedRecord
+            If ``seq`` or ``prev_hash`` is malformed.
+        """
+        fields = {"seq": seq, "prev_hash": prev_hash}
+        _check_position(fields.__getitem__)
+        placed = object.__new__(DecisionRecord)
+        for name in self.__slots__:
+            object.__setattr__(placed, name, fields.get(name, getattr(self, name)))
+        return placed
 
     def to_json(self) -> str:
         """Return the canonical JSON text (one line).
