@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.expression import TableClause
 
-from node._config import DatasetSpec, FileSource, SqlSource
+from node._config import ColumnSpec, DatasetSpec, FileSource, SqlSource
 
 _DUCK_TYPES = {
     "integer": "BIGINT",
@@ -26,6 +26,37 @@ _DUCK_TYPES = {
     "string": "VARCHAR",
     "boolean": "BOOLEAN",
 }
+
+
+#: What a working copy stores for a category value the dataset does not declare. Such
+#: rows keep their meaning -- they pass ``!=`` and ``not in`` filters and never form a
+#: group -- as they would with the text itself.
+UNDECLARED = "\x00undeclared"
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def typed_column(name: str, column: ColumnSpec, *, enum: bool) -> str:
+    """Return the select item giving ``name`` its declared DuckDB type.
+
+    With ``enum``, a category column becomes a DuckDB ``ENUM`` of its declared
+    values plus :data:`UNDECLARED`: grouping and comparing small integers instead
+    of text makes a group-by several times cheaper.
+    """
+    if not (enum and column.type == "category" and column.categories):
+        return f'CAST("{name}" AS {_DUCK_TYPES[column.type]}) AS "{name}"'
+    undeclared = UNDECLARED
+    while undeclared in column.categories:
+        undeclared += "\x00"
+    labels = ", ".join(_sql_text(c) for c in [*column.categories, undeclared])
+    text = f'CAST("{name}" AS VARCHAR)'
+    return (
+        f"CAST(CASE WHEN {text} IS NULL THEN NULL "
+        f"WHEN {text} IN ({labels}) THEN {text} "
+        f'ELSE {_sql_text(undeclared)} END AS ENUM({labels})) AS "{name}"'
+    )
 
 
 class SourceError(Exception):
@@ -159,7 +190,7 @@ class DuckDbFileSource(DataSource):
                 rel = self._con.read_parquet(str(source.path))
                 _require(dataset, source.path, names, rel.columns)
             casts = ", ".join(
-                f'CAST("{n}" AS {_DUCK_TYPES[c.type]}) AS "{n}"'
+                typed_column(n, c, enum=self._copy is not None)
                 for n, c in dataset.columns.items()
             )
             typed = rel.project(casts)

@@ -370,6 +370,73 @@ def test_rows_outside_the_declared_domain_never_form_a_group(
     assert sum(counts) == len(odd) - odd.count("atlantis") - odd.count(None)
 
 
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_category_values_keep_their_meaning_in_a_working_copy(
+    tmp_path: Path, kind: str
+) -> None:
+    """Declared categories are stored as an ENUM; undeclared values still count.
+
+    A working copy and the file read in place give the same answers, and both equal
+    the truth: an undeclared value passes ``!=`` and never forms a group; a missing
+    one matches no comparison.
+    """
+    regions = TABLE.column("region").to_pylist()
+    odd = [
+        "it's atlantis" if i % 7 == 0 else None if i % 11 == 0 else r
+        for i, r in enumerate(regions)
+    ]
+    table = TABLE.set_column(
+        TABLE.schema.get_field_index("region"), "region", pa.array(odd, pa.string())
+    )
+    spec = spec_for(written(tmp_path, table, kind))
+    count = (Aggregation("count", None),)
+    queries = {
+        "by region": Query("q", "incidents", count, (), ("region",), Access()),
+        "!= north": Query(
+            "q", "incidents", count, (Filter("region", "!=", ("north",)),), (), Access()
+        ),
+        "in": Query(
+            "q",
+            "incidents",
+            count,
+            (Filter("region", "in", ("north", "east")),),
+            (),
+            Access(),
+        ),
+        "= west, by offence": Query(
+            "q",
+            "incidents",
+            count,
+            (Filter("region", "=", ("west",)),),
+            ("offence",),
+            Access(),
+        ),
+    }
+    answers = []
+    for copies in (_copies(tmp_path), None):
+        opened = open_source(spec, copies)
+        try:
+            answers.append(
+                {
+                    name: vectors_of(opened, query, spec)["count"]
+                    for name, query in queries.items()
+                }
+            )
+        finally:
+            opened.close()
+    copy, in_place = answers
+    assert copy == in_place
+    keys = layout(queries["by region"], spec).keys
+    assert copy["by region"] == [odd.count(key[0]) for key in keys]
+    assert copy["!= north"] == [sum(r is not None and r != "north" for r in odd)]
+    assert copy["in"] == [sum(r in ("north", "east") for r in odd)]
+    offences = TABLE.column("offence").to_pylist()
+    assert copy["= west, by offence"] == [
+        sum(r == "west" and o == key[0] for r, o in zip(odd, offences, strict=True))
+        for key in layout(queries["= west, by offence"], spec).keys
+    ]
+
+
 def _bin_of(value: float, edges: tuple[float, ...]) -> int:
     """The public bin of ``value``: ``[e_i, e_i+1)``, the last one closed."""
     return next(
