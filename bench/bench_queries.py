@@ -319,7 +319,7 @@ def centralized_sql(source: str) -> str:
         )
     return (
         f"SELECT region, count(*) AS n, avg(damage_eur) AS mean, {', '.join(bins)} "
-        f"FROM {source} GROUP BY region ORDER BY region"
+        f"FROM {source} GROUP BY region ORDER BY CAST(region AS VARCHAR)"
     )
 
 
