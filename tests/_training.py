@@ -14,7 +14,7 @@ import node.training
 from coordinator.training import GrpcTrainingLink, SqlJobStore, Trainer, TrainSpec
 from demo import DemoFederation, provision
 from demo._incidents import SCHEMA
-from tests.conftest import start_nodes
+from tests.conftest import decision_records, start_nodes
 
 FEATURES = ["region", "offence", "severity", "suspects", "damage_eur"]
 LABEL = "cross_border"
@@ -154,19 +154,6 @@ def spec(**overrides: Any) -> TrainSpec:
 
 def decisions(fed: TrainingFederation, agency: str) -> list[dict[str, Any]]:
     """Every DeliverMessage decision record of ``agency``'s node, oldest first."""
-    import json
-
-    from policies import auditlog
-
     site = next(s for s in fed.fed.sites if s.agency == agency)
     url = node.load_node_config(site.node_config).node.state_url
-    reader = auditlog.open_log_reader(url)
-    out: list[dict[str, Any]] = []
-    token = ""
-    while True:
-        page = reader.records(page_size=1000, page_token=token)
-        out.extend(json.loads(r.canonical_json) for r in page.records)
-        token = page.next_page_token
-        if not token:
-            break
-    return [r for r in out if r.get("method") == "DeliverMessage"]
+    return [r.to_dict() for r in decision_records(url) if r.method == "DeliverMessage"]

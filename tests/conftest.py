@@ -13,6 +13,7 @@ import pytest
 import coordinator
 import node
 from demo import DemoFederation, provision
+from policies import auditlog
 
 os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
 os.environ["FLWR_DISABLE_UPDATE_CHECK"] = "1"
@@ -56,6 +57,22 @@ class RunningFederation:
     def address(self, agency: str) -> str:
         """Where ``agency``'s node listens."""
         return self.servers[agency].address
+
+
+def decision_records(url: str) -> list[auditlog.DecisionRecord]:
+    """Every record of the decision log at ``url`` (a node's state URL), oldest first."""
+    reader = auditlog.open_log_reader(url)
+    out: list[auditlog.DecisionRecord] = []
+    token = ""
+    try:
+        while True:
+            page = reader.records(page_size=1000, page_token=token)
+            out.extend(r.record() for r in page.records)
+            token = page.next_page_token
+            if not token:
+                return out
+    finally:
+        reader.close()
 
 
 def start_nodes(fed: DemoFederation) -> dict[str, node.NodeServer]:

@@ -17,7 +17,7 @@ from coordinator import Aggregation, Filter, QuerySpec
 from coordinator._spec import Binning
 from demo import provision
 from demo._provision import DATASET, _declared_dataset
-from tests.conftest import RunningFederation, start_nodes
+from tests.conftest import RunningFederation, decision_records, start_nodes
 
 ROWS = {"agency-a": 1_200, "agency-b": 700, "agency-c": 500}
 
@@ -454,7 +454,6 @@ def test_a_failing_ledger_refuses_with_unavailable_and_logs_an_error(
     import sqlalchemy as sa
 
     import node
-    from policies import auditlog
 
     fed = provision(
         tmp_path,
@@ -500,12 +499,7 @@ def test_a_failing_ledger_refuses_with_unavailable_and_logs_an_error(
     assert "budget_spend" not in outcome.message  # no storage detail leaves
     assert spent_after == spent_before
     assert again.contributors
-    reader = auditlog.open_log_reader(config.node.state_url)
-    try:
-        stored = reader.records(None, page_size=100).records
-    finally:
-        reader.close()
-    records = [auditlog.DecisionRecord.from_json(r.canonical_json) for r in stored]
+    records = decision_records(config.node.state_url)
     queries = [r for r in records if r.method == "RunQuery"]
     assert [r.decision for r in queries] == ["allow", "error", "allow"]
     assert queries[1].reason == "the budget ledger is unavailable; nothing was spent"

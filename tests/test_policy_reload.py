@@ -10,7 +10,7 @@ import pytest
 import coordinator
 import node
 from demo import provision
-from tests.conftest import TEST_ROWS
+from tests.conftest import TEST_ROWS, decision_records
 
 
 def test_reload_puts_a_valid_policy_in_force_and_refuses_an_invalid_one(
@@ -61,7 +61,6 @@ def test_reload_puts_a_valid_policy_in_force_and_refuses_an_invalid_one(
 
 
 def test_reloads_are_recorded_in_the_decision_log(tmp_path: Path) -> None:
-    from policies import auditlog
 
     fed = provision(tmp_path, agencies=["agency-b"], rows={"agency-b": 50})
     site = fed.sites[0]
@@ -76,12 +75,7 @@ def test_reloads_are_recorded_in_the_decision_log(tmp_path: Path) -> None:
         assert not server.reload_policy()
     finally:
         server.stop(0)
-    reader = auditlog.open_log_reader(config.node.state_url)
-    try:
-        stored = reader.records(None, page_size=100).records
-    finally:
-        reader.close()
-    records = [auditlog.DecisionRecord.from_json(r.canonical_json) for r in stored]
+    records = decision_records(config.node.state_url)
     reloads = [r for r in records if r.method == "ReloadPolicy"]
     assert [(r.operation, r.decision) for r in reloads] == [
         ("alteration", "allow"),

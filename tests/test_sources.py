@@ -340,20 +340,26 @@ def test_equal_queries_share_one_statement_and_other_values_do_not(
         opened.close()
 
 
+def _odd_regions(
+    folder: Path, kind: str, undeclared: str
+) -> tuple[list[Any], DatasetSpec]:
+    """Write TABLE with every 7th region ``undeclared`` and every 11th missing."""
+    odd = [
+        undeclared if i % 7 == 0 else None if i % 11 == 0 else r
+        for i, r in enumerate(TABLE.column("region").to_pylist())
+    ]
+    table = TABLE.set_column(
+        TABLE.schema.get_field_index("region"), "region", pa.array(odd, pa.string())
+    )
+    return odd, spec_for(written(folder, table, kind))
+
+
 @pytest.mark.parametrize("kind", ["parquet", "sqlite"])
 def test_rows_outside_the_declared_domain_never_form_a_group(
     tmp_path: Path, kind: str
 ) -> None:
     """Unknown and missing group values are dropped, not released or merged."""
-    regions = TABLE.column("region").to_pylist()
-    odd = [
-        "atlantis" if i % 7 == 0 else None if i % 11 == 0 else r
-        for i, r in enumerate(regions)
-    ]
-    table = TABLE.set_column(
-        TABLE.schema.get_field_index("region"), "region", pa.array(odd, pa.string())
-    )
-    spec = spec_for(written(tmp_path, table, kind))
+    odd, spec = _odd_regions(tmp_path, kind, "atlantis")
     query = Query(
         "q", "incidents", (Aggregation("count", None),), (), ("region",), Access()
     )
@@ -380,15 +386,7 @@ def test_category_values_keep_their_meaning_in_a_working_copy(
     the truth: an undeclared value passes ``!=`` and never forms a group; a missing
     one matches no comparison.
     """
-    regions = TABLE.column("region").to_pylist()
-    odd = [
-        "it's atlantis" if i % 7 == 0 else None if i % 11 == 0 else r
-        for i, r in enumerate(regions)
-    ]
-    table = TABLE.set_column(
-        TABLE.schema.get_field_index("region"), "region", pa.array(odd, pa.string())
-    )
-    spec = spec_for(written(tmp_path, table, kind))
+    odd, spec = _odd_regions(tmp_path, kind, "it's atlantis")
     count = (Aggregation("count", None),)
     queries = {
         "by region": Query("q", "incidents", count, (), ("region",), Access()),
