@@ -238,9 +238,7 @@ class Gate:
         Returns the decision and the current balances of the budgets it would charge.
         """
         decision = self._decide(ticket, request, check, record_denial=False)
-        balances = (
-            tuple(self.budgets.balances(decision.charges)) if decision.allowed else ()
-        )
+        balances = self.balances(decision.charges) if decision.allowed else ()
         self._append(
             ticket,
             decision="allow" if decision.allowed else "deny",
@@ -303,6 +301,8 @@ class Gate:
             The policy does not allow it (recorded; nothing spent).
         BudgetExceeded
             A budget does not cover it (recorded; nothing spent).
+        BudgetUnavailable
+            The budget ledger failed (recorded as an error; nothing reserved).
         DecisionNotLogged
             The decision could not be made durable (any reservation is released).
         """
@@ -358,7 +358,7 @@ class Gate:
             self._append(
                 ticket,
                 decision="error",
-                reason="the budget ledger is unavailable; nothing was spent",
+                reason="the budget ledger is unavailable; the request was not answered",
                 digest=loaded.digest,
                 rules=decision.matched_rules,
             )
@@ -392,13 +392,43 @@ class Gate:
                 remaining=remaining,
             )
         except DecisionNotLogged:
-            self.budgets.release(reservation)
+            self._give_back(reservation, ticket)
             raise
         return Admission(ticket, decision, tuple(balances), record, reservation)
 
+    def balances(
+        self, charges: Sequence[policies.BudgetCharge]
+    ) -> tuple[ledger.Balance, ...]:
+        """Return the current balances of ``charges``' budgets.
+
+        Raises
+        ------
+        BudgetUnavailable
+            If the budget ledger cannot be read.
+        """
+        try:
+            return tuple(self.budgets.balances(charges))
+        except ledger.LedgerError as exc:
+            _log.error(
+                "budget ledger unavailable", extra={"fields": {"error": str(exc)}}
+            )
+            raise BudgetUnavailable(
+                "the node could not read its privacy budgets; retry later"
+            ) from None
+
+    def _give_back(self, reservation: str, ticket: Ticket) -> None:
+        """Release a reservation; if the ledger fails, the charge stays (safe side)."""
+        try:
+            self.budgets.release(reservation)
+        except ledger.LedgerError as exc:
+            _log.error(
+                "budget ledger could not give a reservation back; it stays spent",
+                extra={"fields": {"query_id": ticket.query_id, "error": str(exc)}},
+            )
+
     def failed(self, admission: Admission, reason: str) -> None:
         """Record that an admitted request failed; give its budget back."""
-        self.budgets.release(admission.reservation)
+        self._give_back(admission.reservation, admission.ticket)
         self._append(
             admission.ticket,
             decision="error",

@@ -190,7 +190,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
             response = pb.GetBudgetResponse(
                 requester=subject.uri, policy_digest=loaded.digest
             )
-            for balance in self._gate.budgets.balances(charges):
+            for balance in self._gate.balances(charges):
                 c = balance.charge
                 budget = response.budgets.add(
                     budget_id=c.budget_id,

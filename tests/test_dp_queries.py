@@ -449,6 +449,7 @@ def test_a_failing_ledger_refuses_with_unavailable_and_logs_an_error(
     tmp_path: Path,
 ) -> None:
     """The ledger's table gone: UNAVAILABLE, an "error" record, nothing spent."""
+    import contextlib
     import sqlite3
 
     import sqlalchemy as sa
@@ -477,14 +478,16 @@ def test_a_failing_ledger_refuses_with_unavailable_and_logs_an_error(
             coordinator.load_federation(path)
         ) as hub:
             assert hub.query(spec).contributors  # the ledger works
-            with sqlite3.connect(database) as con:
+            with contextlib.closing(sqlite3.connect(database)) as con:
                 spent_before = con.execute(
                     "SELECT sum(spent_nrho) FROM budget_spend"
                 ).fetchone()
                 con.execute("ALTER TABLE budget_spend RENAME TO budget_spend_away")
+                con.commit()
             broken = hub.query(spec)
-            with sqlite3.connect(database) as con:
+            with contextlib.closing(sqlite3.connect(database)) as con:
                 con.execute("ALTER TABLE budget_spend_away RENAME TO budget_spend")
+                con.commit()
                 spent_after = con.execute(
                     "SELECT sum(spent_nrho) FROM budget_spend"
                 ).fetchone()
@@ -502,5 +505,7 @@ def test_a_failing_ledger_refuses_with_unavailable_and_logs_an_error(
     records = decision_records(config.node.state_url)
     queries = [r for r in records if r.method == "RunQuery"]
     assert [r.decision for r in queries] == ["allow", "error", "allow"]
-    assert queries[1].reason == "the budget ledger is unavailable; nothing was spent"
+    assert queries[1].reason == (
+        "the budget ledger is unavailable; the request was not answered"
+    )
     assert queries[1].privacy_charged == 0

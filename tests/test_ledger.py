@@ -350,3 +350,49 @@ def test_direct_writer_sqlite(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_direct_writer_postgres(postgres_url: str) -> None:
     _direct_writer_round(postgres_url)
+
+
+def test_direct_writer_survives_a_connection_lost_mid_transaction(
+    tmp_path: Path,
+) -> None:
+    """The caller's error wins over the broken connection; the next one is fresh."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    writer = DirectWriter(engine)
+    one = writer.prepare(sa.select(sa.literal(1)))
+    try:
+        with pytest.raises(RuntimeError, match="caller gave up"):
+            with writer.transaction() as cursor:
+                cursor.connection.close()  # the driver connection dies
+                raise RuntimeError("caller gave up")
+        with writer.transaction() as cursor:
+            cursor.execute(one.sql, one.params({}))
+            assert cursor.fetchone()[0] == 1
+    finally:
+        writer.close()
+        engine.dispose()
+
+
+def test_direct_writer_on_in_memory_sqlite_serialises_threads() -> None:
+    """No file lock exists for :memory:, yet the kept connection is never shared."""
+    engine = make_engine("sqlite://")
+    writer = DirectWriter(engine)
+    one = writer.prepare(sa.select(sa.literal(1)))
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(200):
+                with writer.transaction() as cursor:
+                    cursor.execute(one.sql, one.params({}))
+                    assert cursor.fetchone()[0] == 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    engine.dispose()
+    assert errors == []

@@ -7,6 +7,7 @@ import math
 import os
 import pickle
 import threading
+import warnings
 from collections.abc import Sequence
 from statistics import NormalDist
 
@@ -54,20 +55,24 @@ def test_no_draw_is_ever_handed_out_twice_across_threads() -> None:
     assert pool.held(noise) + len(flat) == sum(sampler.calls)
 
 
-def test_blocks_refill_and_large_requests_are_drawn_whole() -> None:
+def test_refills_grow_to_the_block_and_large_requests_are_drawn_whole() -> None:
     sampler = Numbered()
-    pool = NoisePool(sampler, block=10)
+    pool = NoisePool(sampler, block=10, first=2)
     noise = Noise(DISCRETE_LAPLACE, 2.0)
-    assert len(pool.take(noise, 3)) == 3
-    assert sampler.calls == [10] and pool.held(noise) == 7
-    assert len(pool.take(noise, 25)) == 25  # 7 held + a draw of 18
-    assert sampler.calls == [10, 18] and pool.held(noise) == 0
-    assert pool.take(noise, 0) == []
+    assert len(pool.take(noise, 3)) == 3  # first refill: 2, but 3 are needed
+    assert sampler.calls == [3] and pool.held(noise) == 0
+    pool.take(noise, 1)  # next refill: twice as large
+    assert sampler.calls == [3, 4] and pool.held(noise) == 3
+    assert len(pool.take(noise, 25)) == 25  # 3 held + a draw of 22
+    assert sampler.calls == [3, 4, 22] and pool.held(noise) == 0
+    pool.take(noise, 1)
+    assert sampler.calls == [3, 4, 22, 10]  # capped at the block
+    assert pool.take(noise, 0) == [] and pool.held(Noise(DISCRETE_LAPLACE, 9.0)) == 0
 
 
 def test_scales_are_kept_apart_and_the_least_used_is_dropped() -> None:
     sampler = Numbered()
-    pool = NoisePool(sampler, block=4, capacity=2)
+    pool = NoisePool(sampler, block=4, capacity=2, first=4)
     a, b, c = (Noise(DISCRETE_GAUSSIAN, s) for s in (1.0, 2.0, 3.0))
     pool.take(a, 1)
     pool.take(b, 1)
@@ -76,9 +81,38 @@ def test_scales_are_kept_apart_and_the_least_used_is_dropped() -> None:
     assert (pool.held(a), pool.held(b), pool.held(c)) == (2, 0, 3)
 
 
+def test_a_refill_of_one_scale_holds_up_no_other() -> None:
+    slow, other = Noise(DISCRETE_GAUSSIAN, 1.0), Noise(DISCRETE_GAUSSIAN, 2.0)
+    entered, release = threading.Event(), threading.Event()
+    numbered = Numbered()
+
+    def sampler(noise: Noise, n: int) -> Sequence[int]:
+        if noise == slow:
+            entered.set()
+            assert release.wait(10)
+        return numbered(noise, n)
+
+    pool = NoisePool(sampler)
+    waiting = threading.Thread(target=pool.take, args=(slow, 1))
+    waiting.start()
+    try:
+        assert entered.wait(5)  # the slow refill is under way
+        served = threading.Thread(target=pool.take, args=(other, 1))
+        served.start()
+        served.join(5)
+        assert not served.is_alive()  # the other scale did not wait for it
+        assert waiting.is_alive()
+    finally:
+        release.set()
+        waiting.join()
+    assert (pool.held(slow), pool.held(other)) == (7, 7)
+
+
 def test_bad_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         NoisePool(Numbered(), block=0)
+    with pytest.raises(ValueError, match="first <= block"):
+        NoisePool(Numbered(), block=4, first=8)
     with pytest.raises(ValueError, match="non-negative"):
         NoisePool(Numbered()).take(Noise(DISCRETE_GAUSSIAN, 1.0), -1)
 
@@ -89,7 +123,9 @@ def test_a_forked_child_never_releases_its_parents_draws() -> None:
     NOISE_POOL.take(noise, 1)  # the parent now holds a block of draws
     assert NOISE_POOL.held(noise) > 0
     read, write = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():  # Python 3.12+ warns of forking with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child
         try:
             os.write(write, pickle.dumps(NOISE_POOL.held(noise)))

@@ -23,7 +23,12 @@ from demo._provision import _write_data
 from node import privacy
 from node._config import DatasetSpec
 from node._query import Access, Aggregation, Binning, Filter, Query
-from node._sources import SourceError, WorkingCopies, open_source
+from node._sources import (
+    SourceError,
+    WorkingCopies,
+    open_source,
+    undeclared_marker,
+)
 from node._statistics import (
     StatementCache,
     build_statistics_select,
@@ -433,6 +438,55 @@ def test_category_values_keep_their_meaning_in_a_working_copy(
         sum(r == "west" and o == key[0] for r, o in zip(odd, offences, strict=True))
         for key in layout(queries["= west, by offence"], spec).keys
     ]
+
+
+def test_a_working_copy_stores_declared_categories_as_an_enum(tmp_path: Path) -> None:
+    """Quotes and a category equal to the marker survive; the column is an ENUM."""
+    declared = [*SCHEMA["region"]["categories"], "o'hare", "(undeclared)"]  # type: ignore[index]
+    regions = TABLE.column("region").to_pylist()
+    values = [
+        "o'hare"
+        if i % 5 == 0
+        else "(undeclared)"
+        if i % 6 == 0
+        else "it's atlantis"
+        if i % 7 == 0
+        else r
+        for i, r in enumerate(regions)
+    ]
+    table = TABLE.set_column(
+        TABLE.schema.get_field_index("region"), "region", pa.array(values, pa.string())
+    )
+    columns = {**SCHEMA, "region": {**SCHEMA["region"], "categories": declared}}
+    spec = DatasetSpec.model_validate(
+        {
+            "id": "incidents",
+            "source": written(tmp_path, table, "parquet"),
+            "columns": columns,
+        }
+    )
+    query = Query(
+        "q", "incidents", (Aggregation("count", None),), (), ("region",), Access()
+    )
+    opened = open_source(spec, _copies(tmp_path))
+    try:
+        counts = vectors_of(opened, query, spec)["count"]
+        [(kind,)] = opened._con.execute(  # the working copy's own storage
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'dataset' AND column_name = 'region'"
+        ).fetchall()
+        markers = opened._con.execute(
+            "SELECT count(*) FROM dataset WHERE CAST(region AS VARCHAR) = ?",
+            [undeclared_marker(declared)],
+        ).fetchall()
+    finally:
+        opened.close()
+    assert kind.startswith("ENUM(")
+    assert undeclared_marker(declared) == "(undeclared)~"
+    assert markers == [(values.count("it's atlantis"),)]
+    keys = layout(query, spec).keys
+    assert counts == [values.count(key[0]) for key in keys]
+    assert counts[declared.index("(undeclared)")] > 0
 
 
 def _bin_of(value: float, edges: tuple[float, ...]) -> int:

@@ -100,34 +100,35 @@ class _Pending:
     settles the append: cheaper than an Event, which wraps a lock in a Condition.
     """
 
-    __slots__ = ("_settled", "error", "queued_at", "record", "template")
+    __slots__ = ("_wake", "error", "queued_at", "record", "settled", "template")
 
     def __init__(self, template: DecisionRecord) -> None:
         self.template = template
         self.queued_at = time.monotonic()
-        self._settled = threading.Lock()
-        self._settled.acquire()
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self.record: DecisionRecord | None = None
         self.error: str | None = None
-
-    @property
-    def settled(self) -> bool:
-        return not self._settled.locked()
+        self.settled = False  # set by the writer thread only, before the wake-up
 
     def wait(self, timeout: float | None) -> bool:
-        """Wait until settled; ``False`` if ``timeout`` passed first."""
-        if not self._settled.acquire(timeout=-1 if timeout is None else timeout):
+        """Wait until settled; ``False`` if ``timeout`` seconds passed first."""
+        if timeout is None:
+            self._wake.acquire()
+        elif not self._wake.acquire(timeout=max(0.0, timeout)):
             return False
-        self._settled.release()
+        self._wake.release()
         return True
 
     def succeed(self, record: DecisionRecord) -> None:
-        self.record = record
-        self._settled.release()
+        if not self.settled:  # settled once: a later failure cannot undo a commit
+            self.record, self.settled = record, True
+            self._wake.release()
 
     def fail(self, message: str) -> None:
-        self.error = message
-        self._settled.release()
+        if not self.settled:
+            self.error, self.settled = message, True
+            self._wake.release()
 
 
 @dataclass

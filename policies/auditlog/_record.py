@@ -438,7 +438,7 @@ class DecisionRecord:
         """
         fields = {"seq": seq, "prev_hash": prev_hash}
         _check_position(fields.__getitem__)
-        placed = object.__new__(DecisionRecord)
+        placed = object.__new__(type(self))
         for name in self.__slots__:
             object.__setattr__(placed, name, fields.get(name, getattr(self, name)))
         return placed

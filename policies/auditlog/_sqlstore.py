@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from policies.ledger import DirectWriter, begin_write, make_engine
+from policies.ledger import describe_error as _reason
 
 from ._logerrors import LogMissing, LogUnavailable
 from ._store import (
@@ -89,15 +90,6 @@ checkpoints_table = sa.Table(
 _LAST_SEQ = sa.select(sa.func.coalesce(sa.func.max(records_table.c.seq), -1))
 _RECORD_KEYS = tuple(c.name for c in records_table.c)
 _CHECKPOINT_KEYS = tuple(c.name for c in checkpoints_table.c)
-
-
-def _reason(exc: sa.exc.SQLAlchemyError) -> str:
-    """Describe a database error without the statement or its parameters."""
-    orig = getattr(exc, "orig", None)
-    if orig is not None:
-        first = str(orig).strip().splitlines()
-        return f"{type(orig).__name__}: {first[0]}" if first else type(orig).__name__
-    return type(exc).__name__
 
 
 def _read_engine(url: str) -> sa.Engine:

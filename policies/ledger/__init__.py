@@ -8,6 +8,7 @@ from policies.ledger._ledger import MemoryBudgetLedger as MemoryBudgetLedger
 from policies.ledger._sql import SqlBudgetLedger as SqlBudgetLedger
 from policies.ledger._storage import DirectWriter as DirectWriter
 from policies.ledger._storage import begin_write as begin_write
+from policies.ledger._storage import describe_error as describe_error
 from policies.ledger._storage import make_engine as make_engine
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "MemoryBudgetLedger",
     "SqlBudgetLedger",
     "begin_write",
+    "describe_error",
     "make_engine",
 ]

@@ -76,6 +76,8 @@ class BudgetLedger(abc.ABC):
         ------
         BudgetExhausted
             If any charge does not fit; then nothing is reserved.
+        LedgerError
+            If the ledger's storage fails; then nothing is reserved.
         """
 
     @abc.abstractmethod

@@ -23,7 +23,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from policies._request import BudgetCharge
 from policies.ledger._errors import BudgetExhausted, LedgerError
 from policies.ledger._ledger import Balance, BudgetLedger, Reservations
-from policies.ledger._storage import DirectWriter, begin_write, make_engine
+from policies.ledger._storage import (
+    DirectWriter,
+    begin_write,
+    describe_error,
+    make_engine,
+)
 from policies.ledger._units import cost_units, limit_units, to_rho
 
 metadata = sa.MetaData()
@@ -132,9 +137,7 @@ class SqlBudgetLedger(BudgetLedger):
                     taken.append((key, cost))
                     balances.append(Balance(charge, to_rho(int(row[0]))))
         except sa.exc.SQLAlchemyError as exc:
-            raise LedgerError(
-                f"cannot reserve budget: {type(getattr(exc, 'orig', exc)).__name__}"
-            ) from None
+            raise LedgerError(f"cannot reserve budget: {describe_error(exc)}") from None
         self._reserved.hold(request_id, taken)
         return balances
 
@@ -143,21 +146,27 @@ class SqlBudgetLedger(BudgetLedger):
         taken = self._reserved.take(request_id)
         if not taken:
             return
-        with begin_write(self._engine) as conn:
-            for key, units in taken:
-                conn.execute(
-                    sa.update(spend)
-                    .where(*(spend.c[name] == key[name] for name in _KEY))
-                    .values(spent_nrho=spend.c.spent_nrho - units)
-                )
+        try:
+            with begin_write(self._engine) as conn:
+                for key, units in taken:
+                    conn.execute(
+                        sa.update(spend)
+                        .where(*(spend.c[name] == key[name] for name in _KEY))
+                        .values(spent_nrho=spend.c.spent_nrho - units)
+                    )
+        except sa.exc.SQLAlchemyError as exc:
+            raise LedgerError(f"cannot release budget: {describe_error(exc)}") from None
 
     def balances(self, charges: Sequence[BudgetCharge]) -> list[Balance]:
         """Return the current balances."""
-        with self._engine.connect() as conn:
-            return [
-                Balance(c, to_rho(int(conn.execute(_SPENT, _key(c)).scalar() or 0)))
-                for c in charges
-            ]
+        try:
+            with self._engine.connect() as conn:
+                return [
+                    Balance(c, to_rho(int(conn.execute(_SPENT, _key(c)).scalar() or 0)))
+                    for c in charges
+                ]
+        except sa.exc.SQLAlchemyError as exc:
+            raise LedgerError(f"cannot read budgets: {describe_error(exc)}") from None
 
     def close(self) -> None:
         """Dispose of the connection pool."""

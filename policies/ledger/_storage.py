@@ -46,6 +46,26 @@ def _write_lock(engine: sa.Engine) -> contextlib.AbstractContextManager[object]:
     return lock
 
 
+def describe_error(exc: sa.exc.SQLAlchemyError) -> str:
+    """Describe a database error without the statement or its parameters.
+
+    Parameters
+    ----------
+    exc : sqlalchemy.exc.SQLAlchemyError
+        The error.
+
+    Returns
+    -------
+    str
+        The driver's error class and the first line of its message.
+    """
+    orig = getattr(exc, "orig", None)
+    if orig is not None:
+        first = str(orig).strip().splitlines()
+        return f"{type(orig).__name__}: {first[0]}" if first else type(orig).__name__
+    return type(exc).__name__
+
+
 @contextlib.contextmanager
 def begin_write(engine: sa.Engine) -> Iterator[sa.Connection]:
     """Open a write transaction; commit it on success, roll it back on error.
@@ -131,13 +151,10 @@ class Prepared:
             tuple(compiled.positiontup or ()) if compiled.positional else None
         )
         self._process: dict[str, Any] = {}
-        # Values the statement carries itself (literals such as a COALESCE default).
-        self._fixed = {
-            name: bind.effective_value
-            for name, bind in compiled.binds.items()
-            if not bind.required
-        }
-        for name, bind in compiled.binds.items():
+        self._fixed: dict[str, Any] = {}  # values the statement carries (literals)
+        for bind, name in compiled.bind_names.items():  # name: as written in the SQL
+            if not bind.required:
+                self._fixed[name] = bind.effective_value
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self._process[name] = processor
@@ -179,6 +196,9 @@ class DirectWriter:
         self._dialect = engine.dialect
         self._sqlite = engine.dialect.name == "sqlite"
         self._lock = _write_lock(engine)
+        if self._sqlite and isinstance(self._lock, contextlib.nullcontext):
+            # In-memory SQLite has no file lock, but the kept connection is shared.
+            self._lock = threading.Lock()
         self._held: Any = None  # SQLite: the pool's connection, kept checked out
 
     def prepare(
@@ -199,16 +219,19 @@ class DirectWriter:
         Raises
         ------
         sqlalchemy.exc.StatementError
-            If the driver fails (a :class:`~sqlalchemy.exc.DBAPIError` subclass; the
-            transaction is rolled back).
+            If the driver fails (a :class:`~sqlalchemy.exc.DBAPIError` subclass); the
+            transaction is rolled back. An exception raised by the caller's block
+            rolls back too and propagates unchanged.
         """
         error = self._dialect.loaded_dbapi.Error
         with self._lock:
+            conn: Any = None
             try:
                 conn = self._held if self._held is not None else self._connect()
+                cursor = conn.cursor()
             except error as exc:
+                self._release(conn)
                 raise self._wrap(exc) from exc
-            cursor = conn.cursor()
             try:
                 if self._sqlite:
                     cursor.execute("BEGIN IMMEDIATE")
@@ -218,14 +241,23 @@ class DirectWriter:
                 else:
                     conn.commit()
             except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    cursor.close()
                 self._abort(conn)
                 if isinstance(exc, error):
                     raise self._wrap(exc) from exc
                 raise
+            else:
+                with contextlib.suppress(Exception):
+                    cursor.close()
             finally:
-                cursor.close()
-                if not self._sqlite:
-                    conn.close()  # back to the pool
+                self._release(conn)
+
+    def _release(self, conn: Any) -> None:
+        """PostgreSQL: give the connection back to the pool (SQLite keeps its own)."""
+        if conn is not None and not self._sqlite:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _connect(self) -> Any:
         conn = self._engine.raw_connection()
