@@ -26,6 +26,7 @@ from node._query import Access, Aggregation, Binning, Filter, Query
 from node._sources import (
     SourceError,
     WorkingCopies,
+    cluster_order,
     open_source,
     undeclared_marker,
 )
@@ -487,6 +488,37 @@ def test_a_working_copy_stores_declared_categories_as_an_enum(tmp_path: Path) ->
     keys = layout(query, spec).keys
     assert counts == [values.count(key[0]) for key in keys]
     assert counts[declared.index("(undeclared)")] > 0
+
+
+def test_a_working_copy_is_sorted_by_its_low_cardinality_columns(
+    tmp_path: Path,
+) -> None:
+    """Booleans first, then categories by domain size; answers are unchanged."""
+    spec = spec_for(written(tmp_path, TABLE, "csv"))
+    order = cluster_order(spec.columns)
+    assert order == ["cross_border", "region", "offence", "month"]
+    opened = open_source(spec, _copies(tmp_path))
+    try:
+        listed = ", ".join(f'"{n}"' for n in order)
+        rows = opened._con.execute(  # the working copy in storage order
+            f"SELECT {listed} FROM dataset ORDER BY rowid"
+        ).fetchall()
+        copied = results(spec, _copies(tmp_path / "again"))
+    finally:
+        opened.close()
+    # Each column sorted within the one before, categories in declared order.
+    ranks = [
+        {v: i for i, v in enumerate(spec.columns[n].categories)} if i else None
+        for i, n in enumerate(order)
+    ]
+    keys = [
+        tuple(
+            v if rank is None else rank[v] for v, rank in zip(row, ranks, strict=True)
+        )
+        for row in rows
+    ]
+    assert keys == sorted(keys)
+    assert copied == results(spec)  # the same answers as the file read in place
 
 
 def _bin_of(value: float, edges: tuple[float, ...]) -> int:
