@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent import futures
 from typing import TypeVar
 
 import grpc
 
 from coordinator._link import NodeLink
 from coordinator._outcome import NodeOutcome, describe_rpc_error
+from coordinator._threads import node_calls
 
 T = TypeVar("T")
 
@@ -56,5 +56,4 @@ def fan_out(
             seconds=time.perf_counter() - start,
         )
 
-    with futures.ThreadPoolExecutor(max_workers=min(32, len(links))) as pool:
-        return list(pool.map(one, links))
+    return list(node_calls().map(one, links))

@@ -41,13 +41,12 @@ from accord.v1 import secure_aggregation_pb2 as pb
 from coordinator._errors import CoordinatorError
 from coordinator._outcome import describe_rpc_error
 from coordinator._secure_link import SecureAggregationLink, SecureRound
+from coordinator._threads import CALL_THREADS, node_calls
 
 #: Extra seconds granted past the per-node deadline before a call is abandoned
 #: (for links whose transport does not enforce the deadline itself).
 _GRACE_SECONDS = 1.0
 
-#: Nodes called at once in a round.
-_MAX_WORKERS = 64
 
 _R = TypeVar("_R")
 
@@ -278,12 +277,11 @@ def secure_sum(
         except secagg.SecAggError as exc:
             failures[participant] = f"opening: {exc}"
 
-    workers = min(_MAX_WORKERS, max(1, len(by_id)))
+    workers = min(CALL_THREADS, max(1, len(by_id)))
     # Calls beyond the pool's size start late; their wait grows by whole deadlines.
     waves = -(-len(by_id) // workers)
-    pool = futures.ThreadPoolExecutor(
-        max_workers=workers, thread_name_prefix="secure-sum"
-    )
+    pool = node_calls()
+    submitted: list[futures.Future[bytes]] = []
 
     def run_round(
         round_: SecureRound,
@@ -294,6 +292,7 @@ def secure_sum(
             pool.submit(by_id[p].step, session_id, round_, payload, deadline): p
             for p, payload in outgoing.items()
         }
+        submitted.extend(pending)
         done, late = futures.wait(pending, timeout=waves * deadline + _GRACE_SECONDS)
         for future in late:
             future.cancel()
@@ -345,7 +344,8 @@ def secure_sum(
         )
         result = close("unmasking the sum", aggregator.finish)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        for future in submitted:  # the shared pool stays; this session's calls stop
+            future.cancel()
     return SecureSumResult(
         total=result.total,
         contributors=tuple(sorted(result.contributors)),

@@ -575,3 +575,41 @@ def test_published_schemas_are_reused_between_queries(
         clock[0] += hub.SCHEMA_TTL + 1
         hub.query(spec)
     assert len(calls) == 6
+
+
+def test_node_calls_reuse_one_pool_of_threads() -> None:
+    """Fan-outs run on the process's shared pool; repeated ones start no threads."""
+    from dataclasses import dataclass
+
+    from coordinator._fanout import fan_out
+    from coordinator._link import NodeAddress
+
+    @dataclass
+    class Link:  # what fan_out reads of a link: where the node is
+        node: NodeAddress
+
+    links = [
+        Link(NodeAddress(f"agency-{i}", "node", f"127.0.0.1:{9000 + i}", None, "f"))
+        for i in range(4)
+    ]
+
+    def pool_threads() -> int:
+        return sum(t.name.startswith("accord-node-call") for t in threading.enumerate())
+
+    names: list[set[str]] = []
+    counts: list[int] = []
+    for _ in range(6):
+        seen: set[str] = set()
+
+        def call(link: Any, deadline: float, seen: set[str] = seen) -> str:
+            time.sleep(0.01)  # all four in flight at once
+            seen.add(threading.current_thread().name)
+            return str(link.node.agency)
+
+        outcomes = fan_out(links, call, deadline=1.0)  # type: ignore[arg-type]
+        assert [o.response for o in outcomes] == [f"agency-{i}" for i in range(4)]
+        names.append(seen)
+        counts.append(pool_threads())
+    assert all(n.startswith("accord-node-call") for seen in names for n in seen)
+    # Idle threads are reused: the pool does not grow by four threads a fan-out.
+    assert counts[-1] - counts[0] <= 2
