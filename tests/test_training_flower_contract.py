@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
@@ -95,3 +96,54 @@ def test_strategies_sample_through_get_node_ids_and_send_and_receive() -> None:
     source = inspect.getsource(Strategy.start)
     assert "grid.send_and_receive(" in source
     assert "grid.get_node_ids()" in inspect.getsource(strategy_utils.sample_nodes)
+
+
+def test_arrays_decode_without_numpys_header_parser_alike_on_both_sides() -> None:
+    """Node and coordinator decode Flower arrays the same, from many threads at once.
+
+    ``Array.numpy()`` parses each header with ``ast``; CPython 3.11 can fail that
+    from concurrent threads, so both sides read dtype and shape from the Array.
+    """
+    import ast
+    import threading
+    from unittest import mock
+
+    coordinator_decode, node_decode = cfl.ndarray_of, nfl.ndarray_of
+
+    samples = [
+        np.arange(12, dtype=np.float64).reshape(3, 4),
+        np.zeros(0, dtype=np.float32),
+        np.array(7, dtype=np.int64),
+        np.arange(6, dtype=np.float32).reshape(2, 3).T,  # Fortran order: numpy()
+        np.linspace(-1, 1, 1000).reshape(10, 10, 10),
+    ]
+    arrays = [Array(a) for a in samples]
+    for decode in (node_decode, coordinator_decode):
+        for array, expected in zip(arrays, samples, strict=True):
+            got = decode(array)
+            assert got.dtype == expected.dtype and got.shape == expected.shape
+            assert np.array_equal(got, expected) and got.flags.writeable
+    # The C-ordered arrays never reach the header parser.
+    with mock.patch.object(ast, "literal_eval", side_effect=AssertionError):
+        for decode in (node_decode, coordinator_decode):
+            for i in (0, 1, 2, 4):
+                decode(arrays[i])
+    errors: list[BaseException] = []
+
+    def hammer(decode: Any) -> None:
+        try:
+            for _ in range(300):
+                for array in arrays:
+                    decode(array)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=hammer, args=(d,))
+        for d in (node_decode, coordinator_decode) * 4
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -52,6 +53,7 @@ from flwr.proto import message_pb2, recorddict_pb2
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
+from numpy.typing import NDArray
 
 __all__ = [
     "SUPERLINK_NODE_ID",
@@ -70,6 +72,7 @@ __all__ = [
     "arrays_from_bytes",
     "message_from_bytes",
     "message_to_bytes",
+    "ndarray_of",
     "quiet_flower",
     "stamp_pushed",
     "stamp_reply",
@@ -185,3 +188,32 @@ class RunGrid(Grid):
     ) -> Message:
         """Create a message (deprecated in Flower; kept for the ABC)."""
         return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def ndarray_of(array: Array) -> NDArray[Any]:
+    """Return a Flower ``Array`` as a numpy array, without parsing its header.
+
+    ``Array.numpy()`` reads the ``.npy`` header with ``ast.literal_eval``, which
+    CPython 3.11 can fail with "AST constructor recursion depth mismatch" when
+    threads parse at once (python/cpython#106905); the grid decodes replies on
+    several threads. The array's own dtype and shape say all the header would;
+    anything unusual still goes through ``numpy()``. The node's Flower facade has
+    the same function (the two packages do not import each other; a test keeps
+    them equal).
+    """
+    data: bytes = array.data
+    if (
+        array.stype != "numpy.ndarray"
+        or data[:6] != _NPY_MAGIC
+        or data[6] not in (1, 2, 3)
+    ):
+        return np.asarray(array.numpy())
+    width = 2 if data[6] == 1 else 4
+    start = 8 + width + int.from_bytes(data[8 : 8 + width], "little")
+    if b"'fortran_order': False" not in data[8 + width : start]:
+        return np.asarray(array.numpy())
+    dtype = np.dtype(array.dtype)
+    return np.frombuffer(data, dtype=dtype, offset=start).reshape(array.shape).copy()

@@ -713,7 +713,7 @@ def _arrays_of(message: fl.Message) -> tuple[dict[str, NDArray[Any]], str]:
     if len(records) != 1:
         raise ValueError("a train message must hold exactly one ArrayRecord")
     key, record = next(iter(records.items()))
-    return {name: array.numpy() for name, array in record.items()}, key
+    return {name: fl.ndarray_of(array) for name, array in record.items()}, key
 
 
 def _unflatten(

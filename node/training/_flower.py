@@ -57,6 +57,7 @@ __all__ = [
     "category_of",
     "message_from_bytes",
     "message_to_bytes",
+    "ndarray_of",
     "numpy_arrays",
     "record_of_arrays",
 ]
@@ -112,6 +113,32 @@ def record_of_arrays(arrays: Mapping[str, NDArray[Any]]) -> Any:
     return ArrayRecord({name: Array(np.asarray(a)) for name, a in arrays.items()})
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def ndarray_of(array: Any) -> NDArray[Any]:
+    """Return a Flower ``Array`` as a numpy array, without parsing its header.
+
+    ``Array.numpy()`` reads the ``.npy`` header with ``ast.literal_eval``, which
+    CPython 3.11 can fail with "AST constructor recursion depth mismatch" when
+    threads parse at once (python/cpython#106905). The array's own dtype and shape
+    say all the header would; anything unusual still goes through ``numpy()``.
+    """
+    data: bytes = array.data
+    if (
+        array.stype != "numpy.ndarray"
+        or data[:6] != _NPY_MAGIC
+        or data[6] not in (1, 2, 3)
+    ):
+        return np.asarray(array.numpy())
+    width = 2 if data[6] == 1 else 4
+    start = 8 + width + int.from_bytes(data[8 : 8 + width], "little")
+    if b"'fortran_order': False" not in data[8 + width : start]:
+        return np.asarray(array.numpy())
+    dtype = np.dtype(array.dtype)
+    return np.frombuffer(data, dtype=dtype, offset=start).reshape(array.shape).copy()
+
+
 def numpy_arrays(record: Any) -> dict[str, NDArray[Any]]:
     """Return the arrays of an ``ArrayRecord`` by name (never unpickles)."""
-    return {name: array.numpy() for name, array in record.items()}
+    return {name: ndarray_of(array) for name, array in record.items()}
