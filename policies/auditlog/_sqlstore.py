@@ -29,8 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from policies.ledger import DirectWriter, begin_write, make_engine
-from policies.ledger import describe_error as _reason
+from policies.ledger import DirectWriter, begin_write, describe_error, make_engine
 
 from ._logerrors import LogMissing, LogUnavailable
 from ._store import (
@@ -126,7 +125,9 @@ class _WalCheckpointer:
                 with self._engine.connect() as conn:
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
             except sa.exc.SQLAlchemyError as exc:
-                _log.warning("decision log WAL checkpoint failed: %s", _reason(exc))
+                _log.warning(
+                    "decision log WAL checkpoint failed: %s", describe_error(exc)
+                )
 
     def close(self) -> None:
         self._stop.set()
@@ -232,7 +233,7 @@ class SqlLogStore(LogStore):
                 )
         except sa.exc.SQLAlchemyError as exc:
             raise LogUnavailable(
-                f"cannot open the decision log at {self._describe()}: {_reason(exc)}"
+                f"cannot open the decision log at {self._describe()}: {describe_error(exc)}"
             ) from None
 
     def _describe(self) -> str:
@@ -249,7 +250,7 @@ class SqlLogStore(LogStore):
                 return list(conn.execute(stmt))
         except sa.exc.SQLAlchemyError as exc:
             raise LogUnavailable(
-                f"cannot read the decision log: {_reason(exc)}"
+                f"cannot read the decision log: {describe_error(exc)}"
             ) from None
 
     def read_info(self) -> LogInfo | None:
@@ -274,7 +275,7 @@ class SqlLogStore(LogStore):
                 )
         except sa.exc.SQLAlchemyError as exc:
             raise LogUnavailable(
-                f"cannot initialise the decision log: {_reason(exc)}"
+                f"cannot initialise the decision log: {describe_error(exc)}"
             ) from None
 
     def leaf_hashes(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
@@ -314,8 +315,8 @@ class SqlLogStore(LogStore):
         expected_size: int,
     ) -> None:
         """Store records and a checkpoint in one transaction."""
-        if self._direct is None:
-            raise LogUnavailable("this decision log was opened read-only")
+        self._write_engine()  # refuses a read-only log
+        assert self._direct is not None
         try:
             with self._direct.transaction() as cursor:
                 cursor.execute(self._last_seq.sql, self._last_seq.params({}))
@@ -344,7 +345,7 @@ class SqlLogStore(LogStore):
                     )
         except sa.exc.SQLAlchemyError as exc:
             raise LogUnavailable(
-                f"cannot commit to the decision log: {_reason(exc)}"
+                f"cannot commit to the decision log: {describe_error(exc)}"
             ) from None
         if self._checkpointer is not None:
             self._checkpointer.note_commit()

@@ -13,7 +13,8 @@ the charge spent -- the safe side -- and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -71,6 +72,15 @@ def _charge_statement(dialect: str) -> Any:
     ).returning(spend.c.spent_nrho)
 
 
+@contextlib.contextmanager
+def _ledger_errors(action: str) -> Iterator[None]:
+    """Turn a database error into :class:`LedgerError` naming ``action``."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        raise LedgerError(f"cannot {action}: {describe_error(exc)}") from None
+
+
 def _key(charge: BudgetCharge) -> dict[str, str]:
     return {
         "account": charge.account,
@@ -115,29 +125,26 @@ class SqlBudgetLedger(BudgetLedger):
         """Reserve all charges in one transaction, or none."""
         balances: list[Balance] = []
         taken: list[tuple[dict[str, str], int]] = []
-        try:
-            with self._writer.transaction() as cursor:
-                for charge in charges:
-                    key = _key(charge)
-                    cost = cost_units(charge.cost_rho)
-                    limit = limit_units(charge.limit_rho)
-                    row = None
-                    if cost <= limit:
-                        values = {**key, "cost": cost, "limit": limit, "now": now}
-                        cursor.execute(self._charge.sql, self._charge.params(values))
-                        row = cursor.fetchone()
-                    if row is None:
-                        cursor.execute(self._spent.sql, self._spent.params(key))
-                        held = cursor.fetchone()
-                        raise BudgetExhausted(
-                            charge.budget_id,
-                            to_rho(max(0, limit - int(held[0] if held else 0))),
-                            charge.cost_rho,
-                        )
-                    taken.append((key, cost))
-                    balances.append(Balance(charge, to_rho(int(row[0]))))
-        except sa.exc.SQLAlchemyError as exc:
-            raise LedgerError(f"cannot reserve budget: {describe_error(exc)}") from None
+        with _ledger_errors("reserve budget"), self._writer.transaction() as cursor:
+            for charge in charges:
+                key = _key(charge)
+                cost = cost_units(charge.cost_rho)
+                limit = limit_units(charge.limit_rho)
+                row = None
+                if cost <= limit:
+                    values = {**key, "cost": cost, "limit": limit, "now": now}
+                    cursor.execute(self._charge.sql, self._charge.params(values))
+                    row = cursor.fetchone()
+                if row is None:
+                    cursor.execute(self._spent.sql, self._spent.params(key))
+                    held = cursor.fetchone()
+                    raise BudgetExhausted(
+                        charge.budget_id,
+                        to_rho(max(0, limit - int(held[0] if held else 0))),
+                        charge.cost_rho,
+                    )
+                taken.append((key, cost))
+                balances.append(Balance(charge, to_rho(int(row[0]))))
         self._reserved.hold(request_id, taken)
         return balances
 
@@ -146,27 +153,21 @@ class SqlBudgetLedger(BudgetLedger):
         taken = self._reserved.take(request_id)
         if not taken:
             return
-        try:
-            with begin_write(self._engine) as conn:
-                for key, units in taken:
-                    conn.execute(
-                        sa.update(spend)
-                        .where(*(spend.c[name] == key[name] for name in _KEY))
-                        .values(spent_nrho=spend.c.spent_nrho - units)
-                    )
-        except sa.exc.SQLAlchemyError as exc:
-            raise LedgerError(f"cannot release budget: {describe_error(exc)}") from None
+        with _ledger_errors("release budget"), begin_write(self._engine) as conn:
+            for key, units in taken:
+                conn.execute(
+                    sa.update(spend)
+                    .where(*(spend.c[name] == key[name] for name in _KEY))
+                    .values(spent_nrho=spend.c.spent_nrho - units)
+                )
 
     def balances(self, charges: Sequence[BudgetCharge]) -> list[Balance]:
         """Return the current balances."""
-        try:
-            with self._engine.connect() as conn:
-                return [
-                    Balance(c, to_rho(int(conn.execute(_SPENT, _key(c)).scalar() or 0)))
-                    for c in charges
-                ]
-        except sa.exc.SQLAlchemyError as exc:
-            raise LedgerError(f"cannot read budgets: {describe_error(exc)}") from None
+        with _ledger_errors("read budgets"), self._engine.connect() as conn:
+            return [
+                Balance(c, to_rho(int(conn.execute(_SPENT, _key(c)).scalar() or 0)))
+                for c in charges
+            ]
 
     def close(self) -> None:
         """Dispose of the connection pool."""
